@@ -1,0 +1,5 @@
+import sys
+
+from usjepa.cli import main
+
+sys.exit(main())
