@@ -1,0 +1,62 @@
+"""Safe reading of user weights files: safetensors, or torch.load(weights_only=True). Never a full unpickle."""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from usjepa.errors import CheckpointError
+
+CONVERT_HINT = (
+    "convert it once, in an environment you trust, with: "
+    "python -c \"import torch; from safetensors.torch import save_file; "
+    "sd = torch.load('IN', weights_only=False); sd = sd.get('state_dict', sd.get('model', sd)); "
+    "save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')\""
+)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_weights(path: str | Path, expected: str = "a weights file") -> dict:
+    """Read a state dict (or a checkpoint dict of tensors and plain values) without executing code."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: {expected} not found")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: file is empty (0 bytes); expected {expected}")
+    if p.suffix == ".safetensors":
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{p}: not a valid safetensors file ({e}); it may be truncated") from None
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{p}: refused: this file needs full unpickling, which can execute code "
+            f"({str(e).splitlines()[0]}). Use safetensors, or {CONVERT_HINT}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{p}: cannot read {expected}: it is truncated or not a PyTorch file ({e})") from None
+
+
+def state_dict_from(obj: dict, path: str | Path) -> dict:
+    """The tensor state dict inside a loaded file (plain, or under 'state_dict'/'model'/'teacher')."""
+    for key in ("state_dict", "model", "teacher", "encoder"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors; expected a model state dict")
+    return tensors
