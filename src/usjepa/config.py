@@ -65,6 +65,8 @@ class MaskConfig:
 @dataclass
 class ModelConfig:
     arch: str = "vit_base_patch16_224"
+    patch_size: int = 0  # 0: the arch's own
+    depth: int = 0  # 0: the arch's own
     drop_path: float = 0.0
     pred_depth: int = 12
     pred_dim: int = 384
