@@ -48,7 +48,6 @@ class AugmentConfig:
 
 @dataclass
 class MaskConfig:
-    kind: Literal["multiblock", "random"] = "multiblock"
     ctx_scale: tuple[float, float] = (0.85, 1.0)
     ctx_aspect: tuple[float, float] = (1.0, 1.0)
     n_targets: int = 4
@@ -249,6 +248,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict | No
     cfg = _build(Config, _merge(tree, extra))
     validate(cfg)
     return cfg
+
+
+def config_from_dict(tree: dict) -> Config:
+    """A Config from a plain dict (as saved in checkpoints), checked like a YAML file."""
+    return _build(Config, tree)
 
 
 def validate(cfg: Config) -> None:

@@ -29,11 +29,14 @@ def patch_validity(scan_mask: torch.Tensor, patch: int) -> np.ndarray:
 
 
 class MaskCollator:
-    def __init__(self, cfg: MaskConfig, img_size: int, patch_size: int, kind: str | None = None):
+    def __init__(self, cfg: MaskConfig, img_size: int, patch_size: int, kind: str = "multiblock"):
+        """``kind``: "multiblock" (I-JEPA blocks) or "random" (MAE: ``random_ratio`` of patches masked)."""
         if img_size % patch_size:
             raise ValueError(f"img_size {img_size} is not a multiple of patch size {patch_size}")
         self.cfg = cfg
-        self.kind = kind or cfg.kind
+        if kind not in ("multiblock", "random"):
+            raise ValueError(f"mask kind must be 'multiblock' or 'random', got '{kind}'")
+        self.kind = kind
         self.patch = patch_size
         self.g = img_size // patch_size
         self.n = self.g * self.g

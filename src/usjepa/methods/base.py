@@ -1,0 +1,45 @@
+"""What every method shares: the backbone it trains and exports, input normalisation, masked losses."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from usjepa.config import Config
+from usjepa.export import STUDENT_MEAN, STUDENT_STD
+from usjepa.models.encoder import Encoder, create_vit, vit_kwargs
+
+
+def masked_mean(per_token: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``per_token`` [B, T] over entries where ``keep`` is True."""
+    keep = keep.to(per_token.dtype)
+    return (per_token * keep).sum() / keep.sum().clamp_min(1.0)
+
+
+class Method(nn.Module):
+    """A pretraining objective on the shared loop. ``encoder`` is the backbone that gets exported."""
+
+    mask_kind = "multiblock"
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(create_vit(cfg.model.arch, cfg.model.drop_path, **vit_kwargs(cfg)))
+        if cfg.model.grad_checkpointing:
+            self.encoder.vit.set_grad_checkpointing(True)
+        c = cfg.data.in_chans
+        self.register_buffer("mean", torch.tensor(STUDENT_MEAN * c).view(1, c, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STUDENT_STD * c).view(1, c, 1, 1), persistent=False)
+
+    def normalize(self, img: torch.Tensor) -> torch.Tensor:
+        return (img - self.mean) / self.std
+
+    def context_keep(self, batch: dict) -> torch.Tensor | None:
+        """The context padding mask, or None when masks were truncated to a common length."""
+        return None if self.cfg.mask.pad_mode == "truncate" else batch["ctx_keep"]
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Returns the loss and a dict of detached scalars to log."""
+        raise NotImplementedError
+
+    def on_step_end(self, progress: float) -> None:
+        """Called after each optimizer step with the fraction of training done."""

@@ -1,0 +1,314 @@
+"""The one training loop for every method: DDP, AMP, schedules, atomic checkpoints, exact resume, logs."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import signal
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from usjepa.checkpoint import FORMAT, load_checkpoint, save_atomic
+from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
+from usjepa.data.corpus import build_pretrain_loader
+from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
+from usjepa.errors import UsjepaError
+from usjepa.export import export_run
+from usjepa.masking import MaskCollator
+from usjepa.methods import Method, build_method
+from usjepa.schedules import learning_rate, weight_decay
+
+METRICS = ["step", "epoch", "lr", "wd", "loss", "val_loss", "img_per_s", "bad_steps"]
+
+
+class TrainingStopped(UsjepaError):
+    """Too many consecutive non-finite steps."""
+
+
+class Preempted:
+    """Remembers a SIGTERM until the next step boundary."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_):
+        self.flag = True
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._old)
+
+
+def param_groups(method: Method) -> list[dict]:
+    """AdamW groups: weight decay on matrices, none on biases, norms and 1-d parameters."""
+    decay, no_decay = [], []
+    for p in method.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0}]
+
+
+def prepare_run_dir(cfg: Config, main: bool) -> Path:
+    out = Path(cfg.out)
+    if main:
+        try:
+            (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+            save_config(cfg, out / "config.yaml")
+        except OSError as e:
+            raise ConfigError(f"out: run directory {out} is not writable ({e.strerror})") from None
+    barrier()
+    return out
+
+
+def trainable_state(method: Method) -> dict:
+    """Everything but the frozen teacher, which is reloaded from its source."""
+    return {k: v for k, v in method.state_dict().items() if not k.startswith("teacher.")}
+
+
+class Trainer:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.d: Dist = init_distributed(cfg.device)
+        torch.manual_seed(cfg.seed)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True)
+        self.out = prepare_run_dir(cfg, self.d.main)
+        self.method = build_method(cfg).to(self.d.device)
+        o, world = cfg.optim, self.d.world
+        if o.batch_size % (world * o.accum_steps):
+            raise ConfigError(f"optim.batch_size: {o.batch_size} is not divisible by world size {world} x accum_steps {o.accum_steps}")
+        collate = MaskCollator(cfg.mask, cfg.data.img_size, self.method.encoder.patch_size, self.method.mask_kind)
+        self.loader = build_pretrain_loader(cfg, "train", self.d.rank, world, collate)
+        self.val_loader = build_pretrain_loader(cfg, "val", self.d.rank, world, collate) if cfg.data.val_fraction > 0 else None
+        self.steps_per_epoch = len(self.loader) // o.accum_steps
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"data: too few samples for one step of global batch {o.batch_size} on {world} process(es)")
+        self.total = o.epochs * self.steps_per_epoch
+        self.warmup = round(o.warmup_epochs * self.steps_per_epoch)
+        self.optimizer = torch.optim.AdamW(param_groups(self.method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.model = DDP(self.method) if world > 1 else self.method
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.amp = torch.autocast("cuda", torch.bfloat16) if self.d.device.type == "cuda" else contextlib.nullcontext()
+        self.step, self.epoch, self.bad, self.best_val = 0, 0, 0, float("inf")
+        self._resume()
+
+    # ---- checkpoints ------------------------------------------------------------------------
+    def _ckpt_path(self, which: str) -> Path:
+        return self.out / "checkpoints" / f"{which}.pt"
+
+    def _save(self, which: str = "last") -> None:
+        if not self.d.main:
+            return
+        state = {
+            "format": FORMAT, "config": to_dict(self.cfg), "model": trainable_state(self.method),
+            "optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
+            "bad_steps": self.bad, "best_val": self.best_val, "rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        save_atomic(state, self._ckpt_path(which))
+
+    def _resume(self) -> None:
+        path = self._ckpt_path("last")
+        if not path.is_file():
+            return
+        ckpt = load_checkpoint(path)
+        self.method.load_state_dict(ckpt["model"], strict=False)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step, self.epoch, self.bad, self.best_val = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"], ckpt["best_val"]
+        torch.set_rng_state(ckpt["rng"])
+        if "cuda_rng" in ckpt and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+        self._truncate_metrics()
+
+    # ---- logging ----------------------------------------------------------------------------
+    def _truncate_metrics(self) -> None:
+        """Drop rows logged after the checkpoint we resume from, so a resumed log has no duplicates."""
+        path = self.out / "metrics.csv"
+        if self.d.main and path.is_file():
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+            with open(path, "w", newline="") as f:
+                w = csv.DictWriter(f, METRICS)
+                w.writeheader()
+                w.writerows(rows)
+
+    def _log(self, row: dict) -> None:
+        if not self.d.main:
+            return
+        path = self.out / "metrics.csv"
+        new = not path.is_file()
+        with open(path, "a", newline="") as f:
+            w = csv.DictWriter(f, METRICS)
+            if new:
+                w.writeheader()
+            w.writerow({k: row.get(k, "") for k in METRICS})
+        for k, v in row.items():
+            if k not in ("step", "epoch") and v != "":
+                self.tb.add_scalar(f"train/{k}" if k != "val_loss" else "val/loss", v, self.step)
+
+    # ---- one optimizer step -----------------------------------------------------------------
+    def _set_schedules(self) -> tuple[float, float]:
+        lr = learning_rate(self.cfg.optim, self.step, self.total, self.warmup)
+        wd = weight_decay(self.cfg.optim, self.step, self.total)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+            g["weight_decay"] = wd * g["wd_scale"]
+        return lr, wd
+
+    def _to_device(self, batch: dict) -> dict:
+        return {k: v.to(self.d.device, non_blocking=True) for k, v in batch.items()}
+
+    def _train_step(self, micro: list[dict]) -> torch.Tensor:
+        """Forward/backward over the micro-batches; returns the mean loss (on device, no host sync)."""
+        total = torch.zeros((), device=self.d.device)
+        for i, batch in enumerate(micro):
+            sync = i == len(micro) - 1 or not isinstance(self.model, DDP)
+            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.amp:
+                loss, _ = self.model(self._to_device(batch))
+            (loss / len(micro)).backward()
+            total += loss.detach() / len(micro)
+        return total
+
+    def _apply_step(self, loss: torch.Tensor) -> bool:
+        """Clip and step unless the loss or a gradient is non-finite. Every rank sees the same
+        all-reduced gradients, so every rank takes the same decision."""
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_grad or float("inf"))
+        flag = all_reduce_sum((~torch.isfinite(norm + loss)).float())
+        ok = flag.item() == 0  # the one host sync per step
+        if ok:
+            self.optimizer.step()
+            self.method.on_step_end((self.step + 1) / self.total)
+        self.optimizer.zero_grad(set_to_none=True)
+        return ok
+
+    # ---- validation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> float:
+        self.method.eval()
+        self.val_loader.set_epoch(0)  # the same masks every epoch, so losses are comparable
+        acc = torch.zeros(2, device=self.d.device)
+        for batch in self.val_loader:
+            with self.amp:
+                loss, _ = self.method(self._to_device(batch))
+            n = batch["image"].shape[0]
+            acc += torch.stack([loss.float() * n, torch.full((), float(n), device=self.d.device)])
+        self.method.train()
+        acc = all_reduce_sum(acc)
+        return (acc[0] / acc[1].clamp_min(1)).item()
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _preempted(self, preempt: Preempted) -> bool:
+        if self.d.world == 1:
+            return preempt.flag
+        return all_reduce_sum(torch.tensor(float(preempt.flag), device=self.d.device)).item() > 0
+
+    def _run_epoch(self, stop_at: int, preempt: Preempted) -> str:
+        """Train until the epoch ends, ``stop_at`` is reached or a SIGTERM arrives."""
+        cfg, o = self.cfg, self.cfg.optim
+        in_epoch = self.step - self.epoch * self.steps_per_epoch
+        self.loader.set_epoch(self.epoch, start_batch=in_epoch * o.accum_steps)
+        micro, t0 = [], time.perf_counter()
+        run_loss, n_ok = torch.zeros((), device=self.d.device), 0
+        for batch in self.loader:
+            micro.append(batch)
+            if len(micro) < o.accum_steps:
+                continue
+            lr, wd = self._set_schedules()
+            loss = self._train_step(micro)
+            micro = []
+            if self._apply_step(loss):
+                self.bad, run_loss, n_ok = 0, run_loss + loss, n_ok + 1
+            else:
+                self.bad += 1
+                tqdm.write(f"step {self.step}: non-finite loss or gradient, step skipped ({self.bad} in a row)")
+                if self.bad >= cfg.max_bad_steps:
+                    raise TrainingStopped(
+                        f"stopping after {self.bad} consecutive non-finite steps (max_bad_steps={cfg.max_bad_steps}); "
+                        f"the last good checkpoint is {self._ckpt_path('last')}")
+            self.step += 1
+            self.bar.update(1)
+            if self.step % cfg.log_every == 0 and n_ok:
+                mean = (run_loss / n_ok).item()
+                self._log({"step": self.step, "epoch": self.epoch, "lr": lr, "wd": wd, "loss": mean,
+                           "img_per_s": n_ok * o.batch_size / (time.perf_counter() - t0), "bad_steps": self.bad})
+                self.bar.set_postfix(loss=f"{mean:.4f}")
+                run_loss, n_ok, t0 = torch.zeros_like(run_loss), 0, time.perf_counter()
+            at_epoch_end = self.step % self.steps_per_epoch == 0
+            if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not at_epoch_end:
+                self._save()
+            if self._preempted(preempt):
+                return "preempted"
+            if at_epoch_end or self.step >= stop_at:
+                return "running"
+        raise RuntimeError(f"the data loader ended before epoch {self.epoch} was complete")
+
+    def fit(self) -> dict:
+        from torch.utils.tensorboard import SummaryWriter
+
+        cfg = self.cfg
+        self.tb = SummaryWriter(self.out / "tb") if self.d.main else None
+        stop_at = min(self.total, cfg.max_steps) if cfg.max_steps else self.total
+        preempt = Preempted()
+        self.bar = tqdm(total=stop_at, initial=self.step, desc=cfg.method, disable=not self.d.main, dynamic_ncols=True)
+        self.method.train()
+        status = "running"
+        try:
+            while self.step < stop_at and status == "running":
+                status = self._run_epoch(stop_at, preempt)
+                if self.step // self.steps_per_epoch > self.epoch:
+                    self.epoch = self.step // self.steps_per_epoch
+                    self._end_epoch()
+                elif status == "preempted" or self.step >= stop_at:
+                    self._save()
+        finally:
+            preempt.restore()
+            self.bar.close()
+            if self.tb:
+                self.tb.close()
+        if status == "preempted":
+            if self.d.main:
+                tqdm.write(f"preempted: checkpoint written at step {self.step} to {self._ckpt_path('last')}")
+        elif self.d.main:
+            if not self._ckpt_path("best").is_file():
+                self._save("best")
+            export_run(self.out, which="best")
+        barrier()
+        return {"status": "preempted" if status == "preempted" else "done", "step": self.step,
+                "best_val": self.best_val, "out": str(self.out)}
+
+    def _end_epoch(self) -> None:
+        if self.val_loader is not None:
+            val = self.validate()
+            self._log({"step": self.step, "epoch": self.epoch, "val_loss": val})
+            if self.d.main:
+                tqdm.write(f"epoch {self.epoch}: val loss {val:.4f}")
+            if val < self.best_val:
+                self.best_val = val
+                self._save("best")
+        self._save()
+
+
+def train(cfg: Config) -> dict:
+    try:
+        return Trainer(cfg).fit()
+    finally:
+        shutdown()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", required=True, help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.sources=[dir1,dir2]")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = train(load_config(args.config, args.overrides))
+    if result["status"] == "done":
+        print(f"done: {result['step']} steps, best val loss {result['best_val']:.4f}; export in {result['out']}/export")
+    return 0
