@@ -1,0 +1,46 @@
+import pytest
+
+from usjepa.config import ConfigError, load_config, parse_overrides, save_config
+
+
+def test_shipped_paper_recipe():
+    cfg = load_config("salt_vitb16", ["teacher.source=runs/teacher"])
+    assert cfg.model.arch == "vit_base_patch16_224"
+    assert (cfg.model.pred_depth, cfg.model.pred_dim) == (12, 384)
+    assert (cfg.optim.batch_size, cfg.optim.epochs, cfg.optim.lr) == (128, 100, 5e-5)
+    assert (cfg.optim.weight_decay, cfg.optim.final_weight_decay) == (0.04, 0.4)
+    assert cfg.mask.ctx_scale == (0.85, 1.0) and cfg.mask.tgt_scale == (0.075, 0.125) and cfg.mask.n_targets == 4
+
+
+def test_base_inheritance_and_overrides():
+    cfg = load_config("mae_vitb16", ["optim.lr=2e-4", "mask.random_ratio=0.6"])
+    assert cfg.method == "mae" and cfg.model.dec_dim == 384 and cfg.optim.lr == 2e-4 and cfg.mask.random_ratio == 0.6
+
+
+@pytest.mark.parametrize("override, message", [
+    (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+    (["bogus=1"], "unknown config key 'bogus'"),
+    (["optim.lr=fast"], "optim.lr: expected a number, got 'fast'"),
+    (["optim.epochs=2.5"], "optim.epochs: expected an integer, got 2.5"),
+    (["optim.lr=-1e-4"], "optim.lr: must be > 0, got -0.0001"),
+    (["method=simclr"], "method: expected one of ['salt', 'vpixel', 'ijepa', 'mae'], got 'simclr'"),
+    (["mask.tgt_scale=[0.2]"], "mask.tgt_scale: expected a list of 2 values"),
+    (["method=salt", "teacher.source="], "teacher.source: method 'salt' needs a frozen teacher"),
+])
+def test_bad_config_names_the_key(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config("tiny", override)
+    assert message in str(e.value)
+
+
+def test_override_syntax_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        parse_overrides(["optim.lr"])
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config("tiny", ["method=vpixel", "optim.lr=3e-4"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
