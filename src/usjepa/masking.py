@@ -1,7 +1,7 @@
 """Multi-block mask collator (I-JEPA semantics), with optional scan-region (USrc) conditioning.
 
-Masks are drawn per image inside DataLoader workers, from a generator seeded by the items' seeds,
-so they are identical whatever the number of workers and across a resume.
+Masks are drawn per image inside DataLoader workers, from a generator seeded by the item's seed,
+so they are identical whatever the number of workers or ranks, and across a resume.
 
 A collated batch holds
   image     [B, C, H, W] float
@@ -92,14 +92,13 @@ class MaskCollator:
 
     # ---- collation ------------------------------------------------------------------------
     def __call__(self, items: list[dict]) -> dict:
-        seed = np.random.SeedSequence([int(it["seed"]) for it in items])
-        rng = np.random.default_rng(seed)
         masks, valids = [], []
         for it in items:
             valid = patch_validity(it["scan_mask"], self.patch) if self.cfg.usrc else None
             if valid is not None and valid.sum() < self.cfg.min_keep:
                 valid = None  # an (almost) empty scan region: fall back to the whole image
-            masks.append(self.sample(rng, valid))
+            # Each image's masks depend only on its own seed, whatever batch or rank it lands in.
+            masks.append(self.sample(np.random.default_rng(int(it["seed"])), valid))
             valids.append(valid)
         batch = {
             "image": torch.stack([it["image"] for it in items]),
