@@ -330,7 +330,8 @@ def parse_spec(spec: str) -> tuple[str, Options]:
     unknown = set(opts) - {"name", "organ", "fps", "max_frames"}
     if unknown:
         raise DataError(f"source '{spec}': unknown option(s) {sorted(unknown)} (valid: name, organ, fps, max_frames)")
-    name = opts.get("name") or Path(path.rstrip("/*")).name.split("{")[0].rstrip("_-.") or path
+    shards = glob.has_magic(path) or "{" in path or path.endswith(".tar")
+    name = opts.get("name") or (Path(path).parent.name if shards else Path(path).stem) or path
     try:
         return path, Options(name, opts.get("organ", "unknown"), float(opts.get("fps", DEFAULT_FPS)),
                              int(opts.get("max_frames", DEFAULT_MAX_FRAMES)))
@@ -357,7 +358,7 @@ def open_source(spec: str) -> Source:
 
     path, opts = parse_spec(spec)
     p = Path(path)
-    if path.endswith(".tar") or glob.has_magic(path) or "{" in path:
+    if glob.has_magic(path) or "{" in path or path.endswith(".tar"):
         return ShardSource(shard_paths(path), opts)
     if p.is_dir():
         return UltraBenchSource(p, opts) if is_ultrabench(p) else folder_source(p, opts)
