@@ -1,0 +1,80 @@
+"""`usjepa ingest` over a folder of good and bad files; interrupted and re-run."""
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from usjepa.cli import main
+from usjepa.data import ingest
+from usjepa.data.sources import open_source
+
+BAD = {"corrupt.png": "corrupt or truncated", "truncated.dcm": "cannot decode DICOM", "zero.png": "empty file",
+       "notes.txt": "not an image"}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("mixed")
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        a = np.zeros((120, 160), np.uint8)
+        a[20:100, 30:130] = rng.integers(10, 250, (80, 100))
+        Image.fromarray(a).save(d / f"good{i}.png")
+    Image.fromarray(rng.integers(0, 65535, (100, 100)).astype(np.uint16)).save(d / "deep16.png")
+    Image.fromarray(rng.integers(0, 255, (90, 120, 3)).astype(np.uint8)).save(d / "colour.jpg")
+    (d / "corrupt.png").write_bytes((d / "good0.png").read_bytes()[:200])
+    (d / "zero.png").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image")
+    us = Path(get_testdata_file("US1_UNCR.dcm")).read_bytes()
+    (d / "truncated.dcm").write_bytes(us[: len(us) // 2])
+    shutil.copy(get_testdata_file("examples_ybr_color.dcm"), d / "cine.dcm")  # 30 frames -> 3 sampled
+    return d
+
+
+def _tars(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.tar"))}
+
+
+def test_ingest_keeps_good_reports_bad(mixed, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["ingest", str(mixed), "--out", str(out), "--shard-size", "4", "--size", "64"]) == 0
+    text = capsys.readouterr().out
+    assert "empty file: 1, not an image: 1, unreadable: 2" in text and "mixed" in text
+    report = dict(line.split("\t") for line in (out / "skipped.tsv").read_text().splitlines())
+    assert {Path(p).name for p in report} == set(BAD)
+    assert all(BAD[Path(p).name] in why for p, why in report.items())
+    shards = open_source(str(out / "*.tar"))
+    names = [Path(shards.load(i).meta["path"]).name for i in range(len(shards))]
+    assert sorted(names) == sorted([f"good{i}.png" for i in range(5)] + ["deep16.png", "colour.jpg"] + ["cine.dcm"] * 3)
+    s = shards.load(0)
+    assert s.image.shape == (64, 64) and s.image.dtype == np.uint8 and s.scan_mask.any()
+    assert len(_tars(out)) == 3  # shards of 4 (cine clip + colour.jpg), 4, and the last 2
+
+
+def test_interrupted_rerun_gives_same_shards(mixed, tmp_path, monkeypatch):
+    args = ["--shard-size", "4", "--size", "64"]
+    main(["ingest", str(mixed), "--out", str(tmp_path / "ref"), *args])
+    real, calls = ingest.write_shard, []
+
+    def crash_on_second(path, samples):
+        calls.append(path)
+        if len(calls) == 2:
+            path.with_name(path.name + ".tmp").write_bytes(b"partial")
+            raise KeyboardInterrupt
+        real(path, samples)
+
+    monkeypatch.setattr(ingest, "write_shard", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        main(["ingest", str(mixed), "--out", str(tmp_path / "run"), *args])
+    assert len(_tars(tmp_path / "run")) == 1
+    monkeypatch.setattr(ingest, "write_shard", real)
+    assert main(["ingest", str(mixed), "--out", str(tmp_path / "run"), *args]) == 0
+    assert _tars(tmp_path / "run") == _tars(tmp_path / "ref")
+    assert not list((tmp_path / "run").glob("*.tmp"))
+    src = open_source(str(tmp_path / "run" / "*.tar"))
+    assert len({it.extra["key"] for it in src.items}) == len(src) == 10
+    assert (tmp_path / "run" / "skipped.tsv").read_text() == (tmp_path / "ref" / "skipped.tsv").read_text()
+    assert main(["ingest", str(mixed), "--out", str(tmp_path / "run"), "--shard-size", "5"]) == 2  # other args
