@@ -32,6 +32,8 @@ class ScanParams:
     n_active: int = 64           # elements in the active aperture
     depth: float = 0.08          # imaging depth [m]
     focus: float = 0.04          # transmit focal depth [m]
+    f_number_rx: float = 2.0     # receive F-number of dynamic receive focusing
+    rx_elements: int = 128       # largest receive aperture [elements]
     width: float = 0.04          # field of view of a linear probe [m]
     sector: float = 1.1          # sector angle of convex and phased probes [rad]
     radius: float = 0.04         # convex radius of curvature; phased: virtual apex behind the face [m]
@@ -58,15 +60,18 @@ class ScanParams:
         return self.c / (2 * 2 * math.pi * sigma_f)
 
     def lateral_sigma(self, d: np.ndarray) -> np.ndarray:
-        """Std of the two-way lateral beam profile at depth d [m]: a Gaussian beam focused at `focus`.
+        """Std of the two-way lateral profile at depth d [m]: transmit beam × receive beam.
 
-        Waist λ·F/2.355 per way (F = focus / aperture), depth of field 7·λ·F²; the two-way profile is
-        the product of identical transmit and receive beams, hence the 1/√2.
+        Transmit: a Gaussian beam focused at `focus` (waist λ·F/2.355 with F = focus / aperture, depth of
+        field 7·λ·F²). Receive: dynamic focusing at F-number `f_number_rx` until the aperture reaches
+        `rx_elements`, beyond which it widens with depth. The profile is narrowest at the focus.
         """
-        f_number = self.focus / self.aperture
-        dof = 7.0 * self.wavelength * f_number ** 2
-        waist = self.wavelength * f_number / (2 * math.sqrt(2 * math.log(2)))
-        return waist / math.sqrt(2) * np.sqrt(1 + (2 * (d - self.focus) / dof) ** 2)
+        fwhm = 2 * math.sqrt(2 * math.log(2))
+        f_tx = self.focus / self.aperture
+        dof = 7.0 * self.wavelength * f_tx ** 2
+        tx = self.wavelength * f_tx / fwhm * np.sqrt(1 + (2 * (d - self.focus) / dof) ** 2)
+        rx = self.wavelength * np.maximum(self.f_number_rx, d / (self.rx_elements * self.pitch)) / fwhm
+        return 1 / np.sqrt(tx ** -2 + rx ** -2)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ def _gaussian_transfer(sigma: np.ndarray, n: int) -> np.ndarray:
     return h.astype(np.float32)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _psf_transfer(p: ScanParams, n_ax: int, n_lat: int) -> tuple[np.ndarray, np.ndarray]:
     """Depth-varying lateral transfer (n_ax, L) and axial transfer (L', 1) of the PSF on the beam grid."""
     grid = _beam_grid(p, n_ax, n_lat)
@@ -173,7 +178,7 @@ def log_compress(envelope: np.ndarray, p: ScanParams) -> np.ndarray:
     return np.clip(db * np.float32(1 / p.dynamic_range), 0, 1)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)
 def _scan_map(p: ScanParams, n: int, k: int) -> tuple[sparse.csr_matrix, np.ndarray, np.ndarray]:
     """Scan conversion of an n×n beam grid to an (n/k)² image: bilinear weights box-filtered by k, as one
     sparse matrix; the fan mask; and the nearest beam sample of each pixel (-1 outside), for label maps.
@@ -218,7 +223,8 @@ def scan_convert(beam: np.ndarray, p: ScanParams, k: int = 1, label: np.ndarray 
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """n×n beam-space image → (n/k)² Cartesian image (bilinear, box-filtered by k), fan mask, label map (nearest)."""
     n = beam.shape[0]
-    matrix, mask, nearest = _scan_map(_geometry(p), n, k)
+    fan = ScanParams(probe=p.probe, depth=p.depth, width=p.width, sector=p.sector, radius=p.radius)
+    matrix, mask, nearest = _scan_map(fan, n, k)  # keyed on the fan geometry alone
     image = (matrix @ beam.ravel()).reshape(mask.shape).astype(np.float32)
     lab = None if label is None else np.where(nearest >= 0, label.ravel()[nearest], 0).astype(np.uint8)
     return image, mask, lab
