@@ -139,7 +139,7 @@ class PretrainDataset(Dataset):
         if not sample.meta.get("preprocessed"):
             sample = preprocess(sample, self.pre)
         size, seed = self.cfg.data.img_size, item_seed(self.cfg.seed, epoch, pos)
-        img = torch.from_numpy(np.ascontiguousarray(sample.image)).float().div_(255)[None]
+        img = torch.tensor(sample.image, dtype=torch.float32).div_(255)[None]
         mask = torch.from_numpy(sample.scan_mask)
         if self.train and self.cfg.augment.enabled:
             img, mask = augment(img, mask, self.cfg.augment, size, seed, self.geom)
