@@ -33,3 +33,27 @@ def stage1_run(tmp_path, tiny_overrides):
     save_atomic({"format": FORMAT, "config": to_dict(cfg), "model": method.state_dict(), "step": 0, "epoch": 0},
                 run / "checkpoints" / "best.pt")
     return run
+
+
+def write_image_folder(root, n: int = 64, size: int = 40, seed: int = 0):
+    """``n`` PNG frames that look like B-mode: a textured sector with bright and dark inclusions on black."""
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    fan = (np.hypot(yy, xx - size / 2) < size * 0.95) & (np.abs(xx - size / 2) < yy * 0.8 + 2)
+    for i in range(n):
+        tissue = np.full((size, size), 0.5, np.float32)
+        for _ in range(3):
+            cy, cx, r = rng.uniform(8, size - 8), rng.uniform(8, size - 8), rng.uniform(3, 7)
+            tissue[np.hypot(yy - cy, xx - cx) < r] = rng.choice([0.1, 1.0])
+        img = tissue * rng.rayleigh(0.6, (size, size)) * fan
+        Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(root / f"frame_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    return write_image_folder(tmp_path / "frames")

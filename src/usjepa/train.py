@@ -89,7 +89,8 @@ class Trainer:
             raise ConfigError(f"data: too few samples for one step of global batch {o.batch_size} on {world} process(es)")
         self.total = o.epochs * self.steps_per_epoch
         self.warmup = round(o.warmup_epochs * self.steps_per_epoch)
-        self.optimizer = torch.optim.AdamW(param_groups(self.method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+        self.optimizer = torch.optim.AdamW(param_groups(self.method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay,
+                                           foreach=True)
         self.model = DDP(self.method) if world > 1 else self.method
         if cfg.compile:
             self.model = torch.compile(self.model)
@@ -116,6 +117,7 @@ class Trainer:
     def _resume(self) -> None:
         path = self._ckpt_path("last")
         if not path.is_file():
+            self._truncate_metrics()  # a run killed before its first checkpoint starts over
             return
         ckpt = load_checkpoint(path)
         self.method.load_state_dict(ckpt["model"], strict=False)
@@ -235,7 +237,7 @@ class Trainer:
             self.step += 1
             self.bar.update(1)
             if self.step % cfg.log_every == 0 and n_ok:
-                mean = (run_loss / n_ok).item()
+                mean = (all_reduce_sum(run_loss / n_ok) / self.d.world).item()  # the mean over ranks
                 self._log({"step": self.step, "epoch": self.epoch, "lr": lr, "wd": wd, "loss": mean,
                            "img_per_s": n_ok * o.batch_size / (time.perf_counter() - t0), "bad_steps": self.bad})
                 self.bar.set_postfix(loss=f"{mean:.4f}")

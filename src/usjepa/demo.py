@@ -1,0 +1,123 @@
+"""`usjepa demo`: the whole story on SynthUS, built from the real pieces and resumable stage by stage.
+
+simulate -> V-Pixel teacher -> SALT student -> I-JEPA and MAE at the same compute -> benchmark -> report.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from usjepa.bench.run import run_bench
+from usjepa.config import load_config
+from usjepa.data.synthus import TASKS, write_suite
+from usjepa.export import CARD
+from usjepa.train import train
+
+
+@dataclass(frozen=True)
+class Scale:
+    img_size: int
+    n_per_task: int
+    corpus_size: int
+    teacher_epochs: int
+    student_epochs: int
+    configs: dict = field(default_factory=dict)  # method -> shipped config name
+    overrides: tuple = ()
+    bench_seeds: int = 5
+
+
+_TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
+_PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
+
+SCALES = {
+    # 2-core CPU, <= 10 minutes end to end.
+    "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=3, student_epochs=4,
+                  configs=_TINY_CONFIGS),
+    # A longer CPU run (about an hour) with more data and steps.
+    "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=8, student_epochs=16,
+                   configs=_TINY_CONFIGS),
+    # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code.
+    "paper": Scale(img_size=224, n_per_task=2000, corpus_size=100_000, teacher_epochs=20, student_epochs=100,
+                   configs=_PAPER_CONFIGS, overrides=("data.num_workers=8",)),
+}
+
+STUDENTS = ("salt", "ijepa", "mae")
+
+
+def _pretrain(out: Path, method: str, scale: Scale, corpus: Path, epochs: int, extra: list[str]) -> Path:
+    """Train one method (or resume it), and return its export directory."""
+    run = out / method
+    if (run / "export" / CARD).is_file():
+        print(f"[demo] {method}: already trained, export in {run / 'export'}")
+        return run / "export"
+    print(f"[demo] {method}: pretraining ({epochs} epochs) in {run}")
+    overrides = [f"method={method}", f"out={run}", f"data.sources=[{corpus}]", f"data.img_size={scale.img_size}",
+                 f"optim.epochs={epochs}", *scale.overrides, *extra]
+    train(load_config(scale.configs[method], overrides))
+    return run / "export"
+
+
+def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) -> dict:
+    s = SCALES[scale]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    timings = {}
+
+    print(f"[demo] 1/6 SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image corpus "
+          f"at {s.img_size} px")
+    folders = write_suite(out / "synthus", img_size=s.img_size, n_per_task=s.n_per_task, corpus_size=s.corpus_size,
+                          seed=seed)
+    timings["simulate"] = time.perf_counter() - t0
+    corpus = folders["synthus_corpus"]
+
+    print("[demo] 2/6 stage 1: V-Pixel teacher")
+    teacher = _pretrain(out, "vpixel", s, corpus, s.teacher_epochs, [f"seed={seed}"])
+    timings["teacher"] = time.perf_counter() - t0 - sum(timings.values())
+
+    exports = {"vpixel": teacher}
+    for method in STUDENTS:
+        step = "3/6 stage 2: SALT student from the frozen teacher" if method == "salt" else \
+            f"4/6 comparator {method} at the same compute (steps x batch) as SALT"
+        print(f"[demo] {step}")
+        extra = [f"seed={seed}"] + ([f"teacher.source={teacher}"] if method == "salt" else [])
+        exports[method] = _pretrain(out, method, s, corpus, s.student_epochs, extra)
+        timings[method] = time.perf_counter() - t0 - sum(timings.values())
+
+    print("[demo] 5/6 benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
+    encoders = {
+        "V-Pixel teacher": f"usjepa:{exports['vpixel']}",
+        "SALT student": f"usjepa:{exports['salt']}",
+        "EMA I-JEPA": f"usjepa:{exports['ijepa']}",
+        "pixel MAE": f"usjepa:{exports['mae']}",
+        "random init": f"random:{exports['salt']}",
+        "EfficientNet-Lite0 (ImageNet)": "effnet-lite0",
+    }
+    result = run_bench(encoders=encoders, tasks=[str(folders[t]) for t in TASKS], protocols=["linear", "fewshot", "robust"],
+                       out=out / "bench", seeds=s.bench_seeds)
+    timings["bench"] = time.perf_counter() - t0 - sum(timings.values())
+
+    print("[demo] 6/6 report")
+    summary = {"scale": scale, "seed": seed, "timings_s": {k: round(v, 1) for k, v in timings.items()},
+               "total_s": round(time.perf_counter() - t0, 1), "report": str(result["report"]),
+               "leaderboard": str(result["leaderboard"])}
+    (out / "demo.json").write_text(json.dumps(summary, indent=2))
+    print(Path(result["leaderboard"]).read_text())
+    print(f"[demo] report:      {result['report']}\n[demo] leaderboard: {result['leaderboard']}\n"
+          f"[demo] total time:  {summary['total_s']:.0f} s")
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/demo", help="output directory (re-running resumes)")
+    p.add_argument("--scale", choices=sorted(SCALES), default="tiny",
+                   help="tiny: <= 10 min on a 2-core CPU; small: about an hour; paper: the paper's recipe (GPUs)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_demo(args.out, args.scale, args.seed)
+    return 0
