@@ -388,7 +388,8 @@ def fatty_scene(pr: Generator, fatty: bool) -> Anatomy:
     """Hepatorenal view: fatty liver is brighter than the renal cortex and attenuates more (fading far field,
     blurred vessel walls, faint diaphragm); a normal liver is about as bright as the cortex."""
     degree = pr.uniform(0.55, 1.0) if fatty else pr.uniform(0.0, 0.15)
-    return kidney(pr, liver_echo=0.8 + 2.0 * degree, liver_atten=0.5 + 0.6 * degree, cortex=pr.uniform(0.7, 0.9))
+    cortex = pr.uniform(0.5, 1.5)  # the liver's brightness relative to the cortex carries the label, not its level
+    return kidney(pr, liver_echo=cortex * (0.9 + 2.5 * degree), liver_atten=0.5 + 0.6 * degree, cortex=cortex)
 
 
 def lung_scene(pr: Generator, pattern: str) -> Anatomy:
@@ -443,7 +444,7 @@ ANATOMY: dict[str, Callable[[Generator, str], Anatomy]] = {
 
 def scan_params(pr: Generator, ir: Generator, depth_cm: float, probe: str | None) -> ScanParams:
     """Probe settings a sonographer would pick for this depth: f0 for penetration, focus mid-image;
-    per-patient gain and dynamic range plus a small per-image gain change."""
+    per-patient gain, TGC slope and dynamic range plus a small per-image gain change."""
     kind = probe or PROBES[pr.integers(3)]
     f0 = float(np.clip(round(pr.uniform(0.8, 1.1) * 30 / depth_cm * 2) / 2, 2.0, 8.0)) * 1e6
     depth = depth_cm / 100
@@ -454,7 +455,8 @@ def scan_params(pr: Generator, ir: Generator, depth_cm: float, probe: str | None
     }[kind]
     return ScanParams(probe=kind, f0=f0, bandwidth=(0.5, 0.6, 0.7)[pr.integers(3)], depth=depth,
                       focus=round(pr.uniform(0.4, 0.7) * depth_cm * 2) / 200, n_active=64,
-                      dynamic_range=float(pr.uniform(50, 70)), gain=float(pr.uniform(-6, 6) + ir.uniform(-2, 2)),
+                      attenuation=float(pr.uniform(0.4, 0.7)), dynamic_range=float(pr.uniform(50, 70)),
+                      gain=float(pr.uniform(-8, 8) + ir.uniform(-2, 2)),
                       **geometry)
 
 
