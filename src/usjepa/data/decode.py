@@ -38,7 +38,10 @@ def read_image(path: str | Path) -> np.ndarray:
 def _to_uint8(im: Image.Image, p: Path) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(im, dtype=np.float64)
-        lo, hi = np.nanmin(a), np.nanmax(a)
+        bad = int((~np.isfinite(a)).sum())
+        if bad:
+            raise DataError(f"{p}: {bad} NaN or infinite pixel(s); expected finite intensities")
+        lo, hi = a.min(), a.max()
         scaled = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
         return np.round(scaled).astype(np.uint8)
     if im.mode == "L":
