@@ -117,15 +117,17 @@ class PretrainDataset(Dataset):
         return epoch_plan(sizes, self.quota, self.cfg.seed, VAL_EPOCH)  # the same held-out items every time
 
     def _load(self, s: int, j: int) -> Sample:
-        """Item j of source s's list; an unreadable file is logged once, counted, and replaced by the next."""
+        """Item j of source s's list, preprocessed; an unreadable file or a blank frame is logged once, counted,
+        and replaced by the next."""
         src, lst = self.sources[s], self.lists[s]
         for k in range(MAX_SUBSTITUTES):
             i = int(lst[(j + k) % len(lst)])
             try:
-                return src.load(i)
+                sample = src.load(i)
+                return sample if sample.meta.get("preprocessed") else preprocess(sample, self.pre)
             except DataError as e:
                 if FAULTS[str(src.items[i].path)] == 0:
-                    log.warning("unreadable item skipped (%s): %s", src.name, e)
+                    log.warning("item skipped (%s): %s", src.name, e)
                 FAULTS[str(src.items[i].path)] += 1
         raise DataError(f"source '{src.name}': {MAX_SUBSTITUTES} unreadable items in a row (last: {src.items[i].path})")
 
@@ -136,8 +138,6 @@ class PretrainDataset(Dataset):
         epoch, pos = key
         s, j = self.plan(epoch)[pos]
         sample = self._load(int(s), int(j))
-        if not sample.meta.get("preprocessed"):
-            sample = preprocess(sample, self.pre)
         size, seed = self.cfg.data.img_size, item_seed(self.cfg.seed, epoch, pos)
         img = torch.tensor(sample.image, dtype=torch.float32).div_(255)[None]
         mask = torch.from_numpy(sample.scan_mask)

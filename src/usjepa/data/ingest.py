@@ -117,7 +117,11 @@ class Ingest:
         last = None
         for s in raw:
             if not s.meta.get("preprocessed"):
-                s = preprocess(s, self.pre, clip_mask)
+                try:
+                    s = preprocess(s, self.pre, clip_mask)
+                except DataError as e:  # a blank frame
+                    self.skip(src.name, path, "blank frame", str(e))
+                    continue
             if self.args["drop_flagged"] and s.meta.get("flagged"):
                 self.skip(src.name, path, "colour overlay >= 5%", f"{path}: frame {s.meta.get('frame')} flagged (colour)")
                 continue

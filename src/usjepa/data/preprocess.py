@@ -18,6 +18,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from usjepa.data.decode import to_gray
 from usjepa.data.sample import Sample
+from usjepa.errors import DataError
 
 MASK_WORK_SIDE = 640  # scan masks are estimated at this resolution, then upsampled
 COLOUR_CHROMA = 40  # max - min over RGB above this: a coloured pixel (Doppler, markers)
@@ -165,11 +166,17 @@ def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(), scan_mask:
     The scan mask is, in order: ``scan_mask`` (e.g. pooled over a cine), the sample's own when it came
     from a file (``meta["has_mask"]``), or estimated here. ``meta`` gains ``colour_frac``, ``inpainted``
     and ``flagged`` ("colour" when overlays cover >= ``inpaint_max_frac`` of the image, else "").
+    A blank frame (no signal inside the scan region) is a DataError naming the file and frame.
     """
     colour = colour_pixels(s.image)
     gray = to_gray(s.image)
     if scan_mask is None:
         scan_mask = s.scan_mask if s.meta.get("has_mask", True) and not s.scan_mask.all() else estimate_scan_mask(gray)
+    inside = gray[scan_mask]
+    if inside.size == 0 or inside.min() == inside.max():
+        where = s.meta.get("path", "?") + (f" frame {s.meta['frame']}" if s.meta.get("frame", -1) >= 0 else "")
+        what = f"every pixel is {inside.min()}" if inside.size else "the scan mask is empty"
+        raise DataError(f"{where}: blank frame ({what}); expected speckle inside the scan region")
     frac = float(colour.mean())
     small = 0 < frac < cfg.inpaint_max_frac
     if small:
