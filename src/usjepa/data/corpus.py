@@ -200,6 +200,10 @@ def build_pretrain_loader(cfg: Config, split: str = "train", rank: int = 0, worl
         raise DataError(f"optim.batch_size {cfg.optim.batch_size} gives no sample per rank for {world} ranks x "
                         f"{cfg.optim.accum_steps} accumulation steps")
     ds = PretrainDataset(cfg, sources if sources is not None else open_sources(cfg.data.sources), split)
+    if len(ds) < world:
+        hint = "; set data.val_fraction=0 to skip validation" if split == "val" else ""
+        raise DataError(f"data.sources: the {split} split holds {len(ds)} item(s), fewer than the {world} process(es); "
+                        f"every rank needs at least one{hint}")
     batches = EpochBatches(ds, rank, world, batch, drop_last=split == "train")
     workers = cfg.data.num_workers
     loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate_fn or default_collate,
