@@ -1,0 +1,61 @@
+"""An on-disk content-addressed cache: a key (any JSON-able dict) -> tensors (safetensors) or JSON.
+
+Writes are atomic (temp file, then rename), so an interrupted run never leaves a half-written entry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def key_hash(key: dict) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Cache:
+    """``root=None`` disables caching (everything is recomputed)."""
+
+    def __init__(self, root: str | Path | None):
+        self.root = Path(root) if root is not None else None
+        self.hits = self.misses = 0
+
+    def _path(self, key: dict, suffix: str) -> Path | None:
+        if self.root is None:
+            return None
+        h = key_hash(key)
+        return self.root / h[:2] / f"{h}{suffix}"
+
+    def tensors(self, key: dict, compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        path = self._path(key, ".safetensors")
+        if path is not None and path.is_file():
+            self.hits += 1
+            return load_file(str(path))
+        self.misses += 1
+        value = compute()
+        if path is not None:
+            _atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in value.items()}, str(tmp)))
+        return value
+
+    def json(self, key: dict, compute: Callable[[], object]) -> object:
+        path = self._path(key, ".json")
+        if path is not None and path.is_file():
+            self.hits += 1
+            return json.loads(path.read_text())
+        self.misses += 1
+        value = compute()
+        if path is not None:
+            _atomic(path, lambda tmp: tmp.write_text(json.dumps(value)))
+        return value
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)

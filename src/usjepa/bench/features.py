@@ -1,0 +1,73 @@
+"""Frozen-feature extraction: decode -> (corrupt) -> resize -> encoder -> pool, batched under inference_mode, cached.
+
+The cache key covers the encoder's weights fingerprint, the task's split hash, the split, the preprocessing
+(size, channels, normalisation), the pooling and the corruption, so any change recomputes.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from usjepa.bench.cache import Cache
+from usjepa.bench.tasks import Task
+from usjepa.bench.zoo import Encoder
+from usjepa.data.corruptions import corrupt
+from usjepa.data.ultrabench import Record, read_record
+
+FEATURES_VERSION = 1  # bump when the extraction code changes what it computes
+
+
+class SplitImages(Dataset):
+    """Grayscale images in [0, 1] resized to ``size``; a corruption (kind, severity) is applied at native size first."""
+
+    def __init__(self, records: list[Record], size: int, corruption: tuple[str, int] | None = None, seed: int = 0):
+        self.records, self.size, self.corruption, self.seed = records, size, corruption, seed
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        s = read_record(self.records[i])
+        x = torch.from_numpy(s.image).float().div_(255)[None]
+        if self.corruption is not None:
+            kind, eps = self.corruption
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)  # per image: independent of batching
+            x = corrupt(x, torch.from_numpy(s.scan_mask)[None], kind, eps, generator=g)
+        x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)[0]
+        return x, s.label
+
+
+def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, corruption: tuple[str, int] | None = None,
+           shuffle: bool = False, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    return DataLoader(SplitImages(records, size, corruption, seed), batch_size=batch_size, shuffle=shuffle,
+                      num_workers=workers, generator=g, persistent_workers=False)
+
+
+def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
+            batch_size: int = 64, workers: int = 0, desc: str = "") -> torch.Tensor:
+    """Features [N, D] (float32) of ``records``, in order."""
+    out = []
+    with torch.inference_mode():
+        for x, _ in tqdm(loader(records, enc.img_size, batch_size, workers, corruption), desc=desc, leave=False,
+                         disable=None):
+            out.append(enc.features(enc.normalise(x), pooling).float())
+    return torch.cat(out)
+
+
+def feature_key(enc: Encoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
+    return {"v": FEATURES_VERSION, "encoder": enc.fingerprint, "split_hash": task.split_hash, "split": split,
+            "preprocess": {"size": enc.img_size, "chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
+                           "resize": "bilinear-antialias", "gray": True},
+            "pooling": pooling, "corruption": corruption}
+
+
+def task_features(cache: Cache, enc: Encoder, task: Task, split: str, pooling: str,
+                  corruption: tuple[str, int] | None = None, batch_size: int = 64, workers: int = 0) -> torch.Tensor:
+    """Cached features of one split of a task (optionally corrupted)."""
+    desc = f"{enc.spec} {task.name}/{split}" + (f" {corruption[0]}@{corruption[1]}" if corruption else "")
+    key = feature_key(enc, task, split, pooling, corruption)
+    compute = lambda: {"x": extract(enc, task.splits[split], pooling, corruption, batch_size, workers, desc)}  # noqa: E731
+    return cache.tensors(key, compute)["x"]

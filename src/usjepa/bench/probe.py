@@ -1,0 +1,190 @@
+"""The paper's linear probe, as one batched multi-head model.
+
+Protocol: AdamW (lr 1e-3, weight decay 1e-4), batch 32, cross-entropy, cosine schedule, at most 150 epochs,
+early stopping with patience 15 on validation macro-F1; the weights of the best validation epoch are kept.
+Every head of a sweep (seeds x label fractions x learning rates) trains in the same pass over the features:
+each head has its own subset, initialisation, batch order and stopping, and ends exactly as if trained alone.
+Only the training and validation splits are read here; test features only meet the kept weights (``proba``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW defaults
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    weight_decay: float = 1e-4
+    batch_size: int = 32
+    max_epochs: int = 150
+    patience: int = 15
+
+
+@dataclass(frozen=True)
+class Head:
+    seed: int
+    fraction: float = 1.0
+    lr: float = 1e-3
+
+
+@dataclass
+class Probes:
+    """Trained heads: weights of each head's best validation epoch, and the train standardisation."""
+
+    heads: list[Head]
+    weight: torch.Tensor  # [H, D, C]
+    bias: torch.Tensor  # [H, C]
+    mean: torch.Tensor  # [D]
+    std: torch.Tensor  # [D]
+    best_epoch: list[int]
+    val_f1: list[float]
+    epochs_run: list[int]
+
+    def proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [H, N, C]."""
+        xs = (x - self.mean) / self.std
+        return (torch.matmul(xs, self.weight) + self.bias[:, None]).softmax(-1)
+
+
+def fewshot_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Stratified subset: round(fraction * n_c) examples of each class c, at least one."""
+    if fraction >= 1.0:
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(y == c))[: max(1, round(fraction * (y == c).sum()))] for c in np.unique(y)]
+    return np.sort(np.concatenate(picks))
+
+
+def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Macro-F1 of each row of pred [H, N] against y [N], over the classes present in y or pred (as sklearn)."""
+    rows = torch.arange(len(pred)).view(-1, 1) * n_classes * n_classes
+    conf = torch.bincount((rows + y * n_classes + pred).view(-1), minlength=len(pred) * n_classes ** 2)
+    conf = conf.view(-1, n_classes, n_classes).float()
+    tp = conf.diagonal(dim1=1, dim2=2)
+    support = conf.sum(1) + conf.sum(2)
+    return (2 * tp / support.clamp_min(1)).sum(1) / (support > 0).sum(1)
+
+
+def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], carry: list[torch.Tensor], steps: int,
+                    batch: int) -> torch.Tensor:
+    """Indices [steps, H * B]: each head walks its own stream of fresh permutations of its subset."""
+    rows = []
+    for h, (subset, g) in enumerate(zip(subsets, gens)):
+        need = steps * batch - len(carry[h])
+        k = max(0, math.ceil(need / len(subset)))
+        stream = torch.cat([carry[h], subset[torch.rand(k, len(subset), generator=g).argsort(1)].reshape(-1)])
+        rows.append(stream[: steps * batch])
+        carry[h] = stream[steps * batch:]
+    return torch.stack(rows).view(len(subsets), steps, batch).transpose(0, 1).reshape(steps, -1)
+
+
+class _Heads:
+    """The heads still training: weights [h, C, D+1] (bias last), AdamW moments, and each head's batch stream."""
+
+    def __init__(self, heads: list[Head], y: np.ndarray, n_classes: int, dim: int):
+        self.ids = torch.arange(len(heads))
+        self.gens = [torch.Generator().manual_seed(h.seed) for h in heads]
+        bound = 1 / math.sqrt(dim)  # nn.Linear's initialisation
+        self.w = torch.stack([torch.empty(n_classes, dim + 1).uniform_(-bound, bound, generator=g) for g in self.gens])
+        self.m, self.v = torch.zeros_like(self.w), torch.zeros_like(self.w)
+        self.lr = torch.tensor([h.lr for h in heads]).view(-1, 1, 1)
+        self.subsets = [torch.from_numpy(fewshot_subset(y, h.fraction, h.seed)) for h in heads]
+        self.carry = [torch.zeros(0, dtype=torch.long) for _ in heads]
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Drop finished heads, so that later steps cost only what is still training."""
+        self.ids, self.w, self.m, self.v, self.lr = (t[mask] for t in (self.ids, self.w, self.m, self.v, self.lr))
+        kept = mask.nonzero().view(-1).tolist()
+        self.gens, self.subsets, self.carry = ([lst[i] for i in kept] for lst in (self.gens, self.subsets, self.carry))
+
+
+def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
+        heads: list[Head], cfg: ProbeConfig = ProbeConfig()) -> Probes:
+    """Train every head together on (train, val); keep each head's best epoch by validation macro-F1.
+
+    Every head gets the full probe's step budget: an epoch is ceil(N_train / batch) steps, drawn from the head's
+    own label subset (few-shot heads cycle through theirs), so all heads share one schedule and one loop.
+    Runs single-threaded: these ops are too small to gain from threads, and lose much on a shared machine.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _fit(x_train, y_train, x_val, y_val, n_classes, heads, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg: ProbeConfig) -> Probes:
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    xs = torch.cat([(x_train - mean) / std, torch.ones(len(x_train), 1)], 1)  # a constant column holds the bias
+    xv = torch.cat([(x_val - mean) / std, torch.ones(len(x_val), 1)], 1)
+    live = _Heads(heads, y_train.numpy(), n_classes, xs.shape[1] - 1)
+    best_w = live.w.clone()
+    best_f1, best_epoch, bad, epochs_run = torch.full((len(heads),), -1.0), *(torch.zeros(len(heads), dtype=torch.long) for _ in range(3))
+    steps = math.ceil(len(xs) / cfg.batch_size)
+    total = cfg.max_epochs * steps
+    for epoch in range(1, cfg.max_epochs + 1):
+        sched = _batch_schedule(live.subsets, live.gens, live.carry, steps, cfg.batch_size)
+        targets = y_train[sched].view(steps, -1, 1, cfg.batch_size)
+        minus_one = torch.full((len(live.ids), 1, cfg.batch_size), -1.0)
+        for k in range(steps):
+            t = (epoch - 1) * steps + k
+            xb = xs.index_select(0, sched[k]).view(len(live.ids), cfg.batch_size, -1)
+            p = torch.bmm(live.w, xb.transpose(1, 2)).softmax(1)  # [h, C, B]
+            p.scatter_add_(1, targets[k], minus_one)  # softmax - one-hot: d(cross-entropy)/d(logits)
+            grad = torch.baddbmm(p.new_empty(()), p, xb, beta=0, alpha=1 / cfg.batch_size)  # mean over the batch
+            lr = live.lr * (0.5 * (1 + math.cos(math.pi * t / total)))
+            _adamw_step(live.w, live.m, live.v, grad, lr, cfg.weight_decay, t + 1)
+        f1 = macro_f1(torch.matmul(xv, live.w.transpose(1, 2)).argmax(-1), y_val, n_classes)
+        ids = live.ids
+        better = f1 > best_f1[ids]
+        best_w[ids[better]], best_f1[ids[better]], best_epoch[ids[better]] = live.w[better], f1[better], epoch
+        bad[ids] = torch.where(better, 0, bad[ids] + 1)
+        epochs_run[ids] = epoch
+        going = bad[ids] < cfg.patience
+        if not going.any():
+            break
+        if not going.all():
+            live.keep(going)
+    return Probes(heads, best_w[:, :, :-1].transpose(1, 2), best_w[:, :, -1], mean, std, best_epoch.tolist(),
+                  best_f1.tolist(), epochs_run.tolist())
+
+
+def _adamw_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor,
+                weight_decay: float, t: int) -> None:
+    """torch.optim.AdamW's update with one learning rate per head (torch's AdamW takes one per param group)."""
+    b1, b2 = BETAS
+    p.addcmul_(p, lr, value=-weight_decay)
+    m.lerp_(grad, 1 - b1)
+    v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    c2 = math.sqrt(1 - b2 ** t)  # m / (sqrt(v) / c2 + eps) = c2 * m / (sqrt(v) + eps * c2)
+    p.addcdiv_(m * lr, v.sqrt().add_(EPS * c2), value=-c2 / (1 - b1 ** t))
+
+
+def select(probes: Probes) -> list[int]:
+    """For each (seed, fraction), the head whose learning rate scored best on validation (first on ties)."""
+    best: dict[tuple[int, float], int] = {}
+    for i, h in enumerate(probes.heads):
+        k = (h.seed, h.fraction)
+        if k not in best or probes.val_f1[i] > probes.val_f1[best[k]]:
+            best[k] = i
+    return list(best.values())
+
+
+def scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> dict[str, float]:
+    """Macro-F1 (headline), accuracy, balanced accuracy and macro one-vs-rest AUROC (NaN when undefined)."""
+    pred = proba.argmax(1)
+    out = {"macro_f1": f1_score(y, pred, average="macro", labels=np.unique(np.concatenate([y, pred])), zero_division=0),
+           "acc": accuracy_score(y, pred), "bal_acc": balanced_accuracy_score(y, pred)}
+    try:
+        out["auroc"] = roc_auc_score(y, proba[:, 1]) if n_classes == 2 else \
+            roc_auc_score(y, proba, multi_class="ovr", average="macro", labels=list(range(n_classes)))
+    except ValueError:
+        out["auroc"] = float("nan")
+    return {k: float(v) for k, v in out.items()}
