@@ -421,7 +421,7 @@ CASES = [
          "CheckpointError: {tmp}/last.pt: file is empty (0 bytes); expected a usjepa checkpoint",
          lambda ctx: raised(load_checkpoint, empty_file(ctx.tmp / "last.pt"))),
     Case("pickle-only-checkpoint", CKPT, "a checkpoint holding a pickled object (code runs on full unpickling)",
-         f"refused without running it, with the one-line conversion command; {EXIT2}",
+         f"refused without running it, with how to convert it to safetensors; {EXIT2}",
          "CheckpointError: {tmp}/evil.pt: refused: this file needs full unpickling, which can execute code (",
          pickle_checkpoint),
     Case("full-disk", TRAIN, "the disk fills (ENOSPC) while a checkpoint is written",
@@ -470,7 +470,7 @@ def test_doc_matches_cases():
 
 def test_every_torch_load_is_weights_only():
     """Acceptance 5: every line of src/ with ``torch.load(`` is a call with weights_only=True, or lies inside a
-    string (the conversion command that the refusal message tells users to run in a trusted environment)."""
+    string (a docstring naming the call)."""
     calls = 0
     for p in SRC.rglob("*.py"):
         text = p.read_text()

@@ -12,10 +12,8 @@ from safetensors.torch import load_file
 from usjepa.errors import CheckpointError
 
 CONVERT_HINT = (
-    "convert it once, in an environment you trust, with: "
-    "python -c \"import torch; from safetensors.torch import save_file; "
-    "sd = torch.load('IN', weights_only=False); sd = sd.get('state_dict', sd.get('model', sd)); "
-    "save_file({k: v.contiguous() for k, v in sd.items()}, 'OUT.safetensors')\""
+    "convert it once, in an environment you trust: unpickle it there, take its state dict "
+    "(often under 'state_dict' or 'model'), and write it with safetensors.torch.save_file(state_dict, 'OUT.safetensors')"
 )
 
 
