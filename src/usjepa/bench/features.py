@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from usjepa.bench.cache import Cache
 from usjepa.bench.tasks import Task
+from usjepa.bench.threads import torch_threads
 from usjepa.bench.zoo import Encoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, read_record
@@ -47,14 +48,18 @@ def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, 
 
 
 def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
-            batch_size: int = 64, workers: int = 0, desc: str = "") -> torch.Tensor:
-    """Features [N, D] (float32) of ``records``, in order."""
+            batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
+    """Features [N, D] (float32) of ``records``, in order. Decoding runs single-threaded, the encoder as configured."""
     out = []
-    with torch.inference_mode():
-        for x, _ in tqdm(loader(records, enc.img_size, batch_size, workers, corruption), desc=desc, leave=False,
-                         disable=None):
-            out.append(enc.features(enc.normalise(x), pooling).float())
-    return torch.cat(out)
+    batches = iter(loader(records, enc.img_size, batch_size, workers, corruption))
+    with torch.inference_mode(), tqdm(total=len(records), desc=desc, leave=False, disable=None) as bar:
+        while True:
+            with torch_threads(1):
+                batch = next(batches, None)
+            if batch is None:
+                return torch.cat(out)
+            out.append(enc.features(enc.normalise(batch[0]), pooling).float())
+            bar.update(len(batch[0]))
 
 
 def feature_key(enc: Encoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
@@ -65,7 +70,7 @@ def feature_key(enc: Encoder, task: Task, split: str, pooling: str, corruption: 
 
 
 def task_features(cache: Cache, enc: Encoder, task: Task, split: str, pooling: str,
-                  corruption: tuple[str, int] | None = None, batch_size: int = 64, workers: int = 0) -> torch.Tensor:
+                  corruption: tuple[str, int] | None = None, batch_size: int = 32, workers: int = 0) -> torch.Tensor:
     """Cached features of one split of a task (optionally corrupted)."""
     desc = f"{enc.spec} {task.name}/{split}" + (f" {corruption[0]}@{corruption[1]}" if corruption else "")
     key = feature_key(enc, task, split, pooling, corruption)

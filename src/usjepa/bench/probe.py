@@ -1,7 +1,8 @@
 """The paper's linear probe, as one batched multi-head model.
 
 Protocol: AdamW (lr 1e-3, weight decay 1e-4), batch 32, cross-entropy, cosine schedule, at most 150 epochs,
-early stopping with patience 15 on validation macro-F1; the weights of the best validation epoch are kept.
+early stopping with patience 15 on validation macro-F1; the weights of the best validation epoch are kept
+(the latest one on ties).
 Every head of a sweep (seeds x label fractions x learning rates) trains in the same pass over the features:
 each head has its own subset, initialisation, batch order and stopping, and ends exactly as if trained alone.
 Only the training and validation splits are read here; test features only meet the kept weights (``proba``).
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+
+from usjepa.bench.threads import torch_threads
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW defaults
 
@@ -112,12 +115,8 @@ def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val
     own label subset (few-shot heads cycle through theirs), so all heads share one schedule and one loop.
     Runs single-threaded: these ops are too small to gain from threads, and lose much on a shared machine.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return _fit(x_train, y_train, x_val, y_val, n_classes, heads, cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg: ProbeConfig) -> Probes:
@@ -143,7 +142,7 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
             _adamw_step(live.w, live.m, live.v, grad, lr, cfg.weight_decay, t + 1)
         f1 = macro_f1(torch.matmul(xv, live.w.transpose(1, 2)).argmax(-1), y_val, n_classes)
         ids = live.ids
-        better = f1 > best_f1[ids]
+        better = f1 >= best_f1[ids]  # a tie keeps the later, longer-trained weights and the patience
         best_w[ids[better]], best_f1[ids[better]], best_epoch[ids[better]] = live.w[better], f1[better], epoch
         bad[ids] = torch.where(better, 0, bad[ids] + 1)
         epochs_run[ids] = epoch

