@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
@@ -24,8 +24,7 @@ def test_linearly_separable_features_score_at_least_0_99():
     everything = torch.cat([xtr, xva, xte]), torch.cat([ytr, yva, yte])
     assert LogisticRegression(C=1e4, max_iter=10_000).fit(*everything).score(*everything) == 1.0  # separable
     probes = fit(xtr, ytr, xva, yva, 4, [Head(s) for s in range(3)])
-    for p in probes.proba(xte).numpy():
-        assert scores(yte.numpy(), p, 4)["macro_f1"] >= 0.99
+    assert min(s["macro_f1"] for s in scores(yte.numpy(), probes.proba(xte).numpy(), 4)) >= 0.99
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,7 @@ def digits():
 def test_within_2_points_of_sklearn_logistic_regression(digits):
     xtr, ytr, xva, yva, xte, yte = digits
     probes = fit(xtr, ytr, xva, yva, 10, [Head(s) for s in range(5)])
-    ours = np.mean([scores(yte, p, 10)["macro_f1"] for p in probes.proba(xte).numpy()])
+    ours = np.mean([s["macro_f1"] for s in scores(yte, probes.proba(xte).numpy(), 10)])
     scaler = StandardScaler().fit(xtr.numpy())
     ref = LogisticRegression(max_iter=5000).fit(scaler.transform(xtr.numpy()), ytr.numpy())
     theirs = f1_score(yte, ref.predict(scaler.transform(xte.numpy())), average="macro")
@@ -94,6 +93,21 @@ def test_macro_f1_matches_sklearn():
     np.testing.assert_allclose(ours, ref, rtol=1e-6)
 
 
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_scores_match_sklearn(n_classes):
+    rng = np.random.default_rng(n_classes)
+    y = rng.integers(0, n_classes, 80)
+    proba = rng.dirichlet(np.ones(n_classes), (3, 80))
+    proba[0, 40:] = proba[0, :40]  # ties in the ranking
+    for p, s in zip(proba, scores(y, proba, n_classes)):
+        pred = p.argmax(1)
+        auc = roc_auc_score(y, p[:, 1]) if n_classes == 2 else roc_auc_score(y, p, multi_class="ovr")
+        np.testing.assert_allclose([s["macro_f1"], s["acc"], s["bal_acc"], s["auroc"]],
+                                   [f1_score(y, pred, average="macro"), accuracy_score(y, pred),
+                                    balanced_accuracy_score(y, pred), auc], rtol=1e-9)
+    assert np.isnan(scores(np.zeros(5, int), np.full((1, 5, 3), 1 / 3), 3)[0]["auroc"])
+
+
 def test_early_stopping_and_selection_read_only_validation(digits, monkeypatch):
     """Poisoning the test split changes no choice; the probe module never sees test data before selection."""
     xtr, ytr, xva, yva, xte, yte = digits
@@ -102,7 +116,7 @@ def test_early_stopping_and_selection_read_only_validation(digits, monkeypatch):
     probes = fit(xtr, ytr, xva, yva, 10, heads, cfg)
     chosen = select(probes)
     poisoned = fit(xtr, ytr, xva, yva, 10, heads, cfg)
-    poisoned_scores = scores(np.roll(yte, 1), poisoned.proba(torch.randn_like(xte)).numpy()[0], 10)
+    poisoned_scores = scores(np.roll(yte, 1), poisoned.proba(torch.randn_like(xte)).numpy(), 10)[0]
     assert select(poisoned) == chosen and poisoned.best_epoch == probes.best_epoch
     assert poisoned_scores["macro_f1"] < 0.3  # the poison did reach the test metrics
     assert len(chosen) == 4 and all(probes.val_f1[i] >= probes.val_f1[i ^ 1] for i in chosen)

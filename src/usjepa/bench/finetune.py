@@ -92,4 +92,4 @@ def finetune(enc: Encoder, task: Task, seed: int, pooling: str, cfg: FinetuneCon
             break
     model.load_state_dict(best)
     proba, y_test = _predict(model, loader(task.splits["test"], enc.img_size, 64, workers))
-    return scores(y_test, proba, task.n_classes) | {"val_macro_f1": float(best_f1), "best_epoch": best_epoch}
+    return scores(y_test, proba[None], task.n_classes)[0] | {"val_macro_f1": float(best_f1), "best_epoch": best_epoch}

@@ -26,7 +26,7 @@ from usjepa.bench.probe import Head, ProbeConfig, fit, scores, select
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
-from usjepa.bench.tasks import SPLITS, Task, load_task, task_names
+from usjepa.bench.tasks import Task, load_task, task_names
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
@@ -138,16 +138,17 @@ def _features(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pool
 def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> list[dict]:
     """Linear, few-shot and robustness rows from one batched sweep; selection reads validation only."""
     x = {s: _features(cfg, cache, enc, task, pooling, s) for s in ("train", "val")}
-    y = {s: torch.from_numpy(task.labels(s)) for s in SPLITS}
+    y = {s: torch.from_numpy(task.labels(s)) for s in ("train", "val")}
     heads = [Head(seed, f, lr) for seed in range(cfg.seeds) for f in _fractions(cfg) for lr in cfg.lrs]
     probes = fit(x["train"], y["train"], x["val"], y["val"], task.n_classes, heads, cfg.probe)
     chosen = select(probes)  # every choice is made by now; test features are read only below
+    y_test = task.labels("test")
     proba = probes.proba(_features(cfg, cache, enc, task, pooling, "test"))[chosen].numpy()
     rows, clean = [], {}
-    for i, p in zip(chosen, proba):
+    for i, sc in zip(chosen, scores(y_test, proba, task.n_classes)):
         h = heads[i]
         row = {"seed": h.seed, "fraction": h.fraction, "lr": h.lr, "val_macro_f1": probes.val_f1[i],
-               "best_epoch": probes.best_epoch[i]} | scores(y["test"].numpy(), p, task.n_classes)
+               "best_epoch": probes.best_epoch[i]} | sc
         if h.fraction == 1.0:
             clean[h.seed] = row["macro_f1"]
             rows += [row | {"protocol": "linear"}] if "linear" in cfg.protocols else []
@@ -155,8 +156,7 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
     full = [i for i in chosen if heads[i].fraction == 1.0]
     for c, s in _conditions(cfg):
         xc = _features(cfg, cache, enc, task, pooling, "test", (c, s))
-        for i, p in zip(full, probes.proba(xc)[full].numpy()):
-            sc = scores(y["test"].numpy(), p, task.n_classes)
+        for i, sc in zip(full, scores(y_test, probes.proba(xc)[full].numpy(), task.n_classes)):
             rows.append({"protocol": "robust", "seed": heads[i].seed, "fraction": 1.0, "lr": heads[i].lr, "corruption": c,
                          "severity": s, "relative_drop": relative_drop(clean[heads[i].seed], sc["macro_f1"])} | sc)
     return rows
@@ -165,7 +165,7 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
 def _knn_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> list[dict]:
     x = {s: _features(cfg, cache, enc, task, pooling, s).numpy() for s in ("train", "test")}
     proba = knn_proba(x["train"], task.labels("train"), x["test"], task.n_classes, cfg.knn_k)
-    return [{"protocol": "knn", "seed": 0, "fraction": 1.0} | scores(task.labels("test"), proba, task.n_classes)]
+    return [{"protocol": "knn", "seed": 0, "fraction": 1.0} | scores(task.labels("test"), proba[None], task.n_classes)[0]]
 
 
 def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -174,7 +174,8 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling:
         x, y = _features(cfg, cache, enc, task, pooling, "test").numpy(), task.labels("test")
         keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
         perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
-        xy = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(x[keep])
+        method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
+        xy = TSNE(2, perplexity=perplexity, init="pca", method=method, random_state=0).fit_transform(x[keep])
         return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
 
     out = cache.tensors({"kind": "tsne", "features": feature_key(enc, task, "test", pooling, None), "n": cfg.tsne_points},
