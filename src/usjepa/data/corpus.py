@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from usjepa.config import Config
-from usjepa.data.augment import augment, geometry
+from usjepa.data.augment import augment
 from usjepa.data.preprocess import PreprocessConfig, preprocess
 from usjepa.data.sample import Sample
 from usjepa.data.sources import Source, open_source
@@ -105,7 +105,6 @@ class PretrainDataset(Dataset):
         organs = [s.opts.organ for s in sources] if cfg.data.organ_weighting and self.train else None
         self.quota = source_quota(sizes, cfg.data.cap_per_source, organs)
         self.pre = PreprocessConfig(size=cfg.data.img_size)
-        self.geom = geometry(cfg.augment, cfg.data.img_size)
 
     @functools.lru_cache(maxsize=2)
     def plan(self, epoch: int) -> np.ndarray:
@@ -142,7 +141,7 @@ class PretrainDataset(Dataset):
         img = torch.tensor(sample.image, dtype=torch.float32).div_(255)[None]
         mask = torch.from_numpy(sample.scan_mask)
         if self.train and self.cfg.augment.enabled:
-            img, mask = augment(img, mask, self.cfg.augment, size, seed, self.geom)
+            img, mask = augment(img, mask, self.cfg.augment, size, seed)
         elif img.shape[-1] != size or img.shape[-2] != size:
             img = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
             mask = F.interpolate(mask[None, None].float(), size=(size, size), mode="nearest")[0, 0].bool()
