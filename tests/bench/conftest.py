@@ -1,5 +1,5 @@
-"""Tiny fabricated inputs for the benchmark tests: a usjepa export (1-block ViT, 32 px, 1 channel) and
-SynthUS-like task folders in the UltraBench layout whose classes differ by where a bright blob sits."""
+"""Tiny fabricated inputs for the benchmark tests: a usjepa export (4-block ViT-Tiny, 32 px, patch 8, 1 channel) and
+SynthUS-like task folders in the UltraBench layout: noise, noise + a bright blob, noise + stripes."""
 from __future__ import annotations
 
 import json
@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 
 from usjepa.weights import file_sha256
 
-VIT_KWARGS = {"img_size": 32, "patch_size": 8, "in_chans": 1, "num_classes": 0, "depth": 1}
+VIT_KWARGS = {"img_size": 32, "patch_size": 8, "in_chans": 1, "num_classes": 0, "depth": 4}
 
 
 def write_export(out: Path, card_img_size: int = 32, seed: int = 1) -> Path:
@@ -30,10 +30,14 @@ def write_export(out: Path, card_img_size: int = 32, seed: int = 1) -> Path:
 
 
 def blob_image(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarray:
+    """Class 0: speckle-like noise; 1: plus a bright blob somewhere; 2: plus vertical stripes."""
     img = rng.normal(60, 20, (size, size))
-    cy, cx = [(8, 8), (8, 24), (24, 16)][label]
     yy, xx = np.mgrid[:size, :size]
-    img += 150 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 20)
+    if label == 1:
+        cy, cx = rng.integers(8, size - 8, 2)
+        img += 150 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 30)
+    elif label == 2:
+        img += 80 * (xx // 2 % 2)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -36,7 +36,7 @@ class Classifier(nn.Module):
     def __init__(self, enc: Encoder, n_classes: int, pooling: str):
         super().__init__()
         self.enc, self.pooling = enc, pooling
-        self.backbone = enc.model  # registered, so parameters() and train() reach it
+        self.backbone = enc.model.requires_grad_(True)  # registered, so parameters() and train() reach it
         dim = enc.features(torch.zeros(1, enc.in_chans, enc.img_size, enc.img_size), pooling).shape[1]
         self.head = nn.Linear(dim, n_classes)
 
@@ -66,7 +66,6 @@ def finetune(enc: Encoder, task: Task, seed: int, pooling: str, cfg: FinetuneCon
     """Test scores of the best-validation epoch, plus that epoch and its validation macro-F1."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(enc), task.n_classes, pooling)
-    model.requires_grad_(True)
     opt = _optimizer(model, cfg)
     train = loader(task.splits["train"], enc.img_size, cfg.batch_size, workers, shuffle=True, seed=seed)
     val = loader(task.splits["val"], enc.img_size, 64, workers)

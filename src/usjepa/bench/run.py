@@ -27,6 +27,7 @@ from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
 from usjepa.bench.tasks import Task, load_task, task_names
+from usjepa.bench.threads import torch_threads
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
@@ -50,6 +51,7 @@ class BenchConfig:
     val_fraction: float = 0.1
     batch_size: int = 32  # feature extraction
     workers: int = 0
+    threads: int = 1  # torch threads for encoders: 1 is fastest for small models and on shared CPUs
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
@@ -79,8 +81,13 @@ def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Pa
         cfg = BenchConfig(list(encoders), names, str(out), **options)
     except TypeError as e:
         raise ConfigError(f"run_bench: {e}") from None
-    start = time.perf_counter()
-    cache = Cache(None if cfg.cache is None else Path(cfg.cache or Path(out) / "cache"))
+    with torch_threads(cfg.threads):
+        return _run(cfg)
+
+
+def _run(cfg: BenchConfig) -> dict:
+    start, out = time.perf_counter(), Path(cfg.out)
+    cache = Cache(None if cfg.cache is None else Path(cfg.cache or out / "cache"))
     loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction) for t in cfg.tasks]  # data faults first
     rows, embeddings, enc_info = [], {}, {}
     for spec in cfg.encoders:
@@ -99,7 +106,7 @@ def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Pa
                          for t, src in zip(loaded, cfg.tasks)},
                "rows": rows}
     results["provenance"]["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    write_report(Path(out), results, embeddings)
+    write_report(out, results, embeddings)
     return results
 
 
@@ -195,6 +202,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lrs", default="1e-3", help="probe learning rates (several: chosen per seed on validation)")
     p.add_argument("--pooling", help="cls, mean, cls+mean, last4 or head (default: each encoder's own)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for the encoders (1 is fastest for small "
+                                                           "models and on shared CPUs)")
     p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
@@ -214,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         [s.strip() for s in args.encoders.split(",") if s.strip()], args.tasks, args.out, data_root=args.data_root,
         protocols=[p.strip() for p in args.protocol.split(",")], seeds=args.seeds,
         fractions=[float(f) for f in args.fractions.split(",")], lrs=[float(v) for v in args.lrs.split(",")],
-        pooling=args.pooling, workers=args.workers, cache=None if args.no_cache else args.cache,
+        pooling=args.pooling, workers=args.workers, threads=args.threads, cache=None if args.no_cache else args.cache,
         finetune=FinetuneConfig(epochs=args.finetune_epochs))
     prov = results["provenance"]
     print(f"{len(results['rows'])} results in {prov['seconds']} s (cache: {prov['cache']['hits']} hits, "

@@ -139,7 +139,8 @@ def _from_card(spec: str, model: nn.Module, card: dict, pooling: str, sha: str |
 
 def _token_poolings(model: nn.Module) -> tuple[str, ...]:
     has_cls = getattr(model, "cls_token", None) is not None
-    return tuple(p for p in TOKEN_POOLINGS if has_cls or "cls" not in p)
+    deep = len(getattr(model, "blocks", ())) >= 4
+    return tuple(p for p in TOKEN_POOLINGS if (has_cls or "cls" not in p) and (deep or p != "last4"))
 
 
 def _usjepa(spec: str, path: str) -> Encoder:

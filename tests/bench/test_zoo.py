@@ -1,0 +1,98 @@
+"""Encoder zoo: usjepa exports, random baselines, EfficientNet-Lite0's real weights, and the error messages."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from skimage import data
+
+from usjepa.bench import zoo
+from usjepa.errors import CheckpointError, ConfigError
+
+from .conftest import write_export
+
+
+def test_usjepa_export_and_poolings(export_dir):
+    enc = zoo.load(f"usjepa:{export_dir}")
+    assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (32, 1, (0.5,), "mean")
+    x = enc.normalise(torch.rand(2, 1, 32, 32))
+    dims = {p: enc.features(x, p).shape for p in enc.poolings}
+    assert dims == {"cls": (2, 192), "mean": (2, 192), "cls+mean": (2, 384), "last4": (2, 4 * 384), "head": (2, 192)}
+    assert enc.features(x, "cls+mean")[:, 192:].allclose(enc.features(x, "mean"))
+    assert zoo.load(f"usjepa:{export_dir}").fingerprint == enc.fingerprint
+    with pytest.raises(ConfigError, match="pooling 'max' not offered"):
+        enc.features(x, "max")
+
+
+def test_random_baseline_takes_the_export_architecture(export_dir):
+    rnd, trained = zoo.load(f"random:{export_dir}"), zoo.load(f"usjepa:{export_dir}")
+    assert rnd.fingerprint != trained.fingerprint and rnd.fingerprint == zoo.load(f"random:{export_dir}").fingerprint
+    assert (rnd.img_size, rnd.in_chans, rnd.weights_sha256) == (32, 1, None)
+    assert zoo.load("random:resnet10t").poolings == ("head",)
+
+
+def test_grayscale_is_replicated_for_three_channel_encoders():
+    enc = zoo.load("effnet-lite0:64")
+    x = torch.rand(2, 1, 8, 8)
+    out = enc.normalise(x)
+    assert out.shape == (2, 3, 8, 8) and torch.allclose(out[:, 0] * 0.229 + 0.485, x[:, 0])
+
+
+def test_effnet_lite0_real_weights_see_espresso():
+    enc = zoo.load("effnet-lite0")
+    img = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
+    x = F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
+    with torch.inference_mode():
+        logits = enc.model(enc.normalise(x).contiguous(memory_format=torch.channels_last))
+    assert logits.argmax().item() == 967  # ImageNet "espresso"
+    assert enc.features(enc.normalise(x)).shape == (1, 1280)
+
+
+@pytest.mark.parametrize("spec, error, message", [
+    ("usfm:/nope/usfm.safetensors", CheckpointError, r"usfm:/nope/usfm.safetensors: weights file /nope/usfm.safetensors not "
+                                                     r"found; expected the USFM ViT-B/16 weights .*github.com/openmedlab/USFM"),
+    ("urfm:/nope/urfm.pth", CheckpointError, r"weights file /nope/urfm.pth not found; expected the URFM ViT-B/16 weights"),
+    ("timm:vit_small_patch16_224@/nope/w.safetensors", CheckpointError,
+     r"weights file /nope/w.safetensors not found.*huggingface.co/timm/vit_small_patch16_224"),
+    ("usjepa:/nope/run", CheckpointError, r"/nope/run: not found; expected a usjepa export dir"),
+    ("hf:/nope/dinov2", CheckpointError, r"/nope/dinov2/config.json not found; expected a folder written by transformers"),
+    ("dinov9:x", ConfigError, r"encoder 'dinov9:x': expected one of"),
+    ("effnet-lite0:big", ConfigError, r"expected one of"),
+    ("random:no_such_arch", ConfigError, r"random:no_such_arch: unknown timm architecture"),
+])
+def test_missing_weights_and_bad_specs_say_what_is_expected(spec, error, message):
+    with pytest.raises(error, match=message):
+        zoo.load(spec)
+
+
+def test_hf_without_transformers_is_a_clear_error(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="need the `transformers` package, which is not installed"):
+            zoo.load(f"hf:{tmp_path}")
+
+
+def test_weights_that_do_not_fit_name_the_tensor(tmp_path):
+    save_file({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match=r"w.safetensors: does not fit URFM \(vit_base_patch16_224\)"):
+        zoo.load(f"urfm:{tmp_path / 'w.safetensors'}")
+
+
+def test_input_size_mismatch_is_caught_before_any_work(tmp_path):
+    bad = write_export(tmp_path / "bad", card_img_size=48)  # the card says 48 px, the model was built for 32
+    with pytest.raises(CheckpointError, match=r"usjepa:.*bad: encoder rejects its declared input 1x48x48 \(input-size mismatch"):
+        zoo.load(f"usjepa:{bad}")
+
+
+def test_fingerprint_sees_one_changed_byte(export_dir, tmp_path):
+    copy = write_export(tmp_path / "copy")
+    before = zoo.load(f"usjepa:{copy}")
+    weights = copy / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 0x01
+    weights.write_bytes(bytes(raw))
+    after = zoo.load(f"usjepa:{copy}")
+    assert after.fingerprint != before.fingerprint and after.weights_sha256 != before.weights_sha256
