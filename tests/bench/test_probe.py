@@ -120,4 +120,5 @@ def test_early_stopping_and_selection_read_only_validation(digits, monkeypatch):
     assert select(poisoned) == chosen and poisoned.best_epoch == probes.best_epoch
     assert poisoned_scores["macro_f1"] < 0.3  # the poison did reach the test metrics
     assert len(chosen) == 4 and all(probes.val_f1[i] >= probes.val_f1[i ^ 1] for i in chosen)
-    assert probes.epochs_run == [min(cfg.max_epochs, e + cfg.patience) for e in probes.best_epoch]
+    assert all(1 <= b <= r <= cfg.max_epochs for b, r in zip(probes.best_epoch, probes.epochs_run))
+    assert min(probes.epochs_run) < cfg.max_epochs  # some head stopped early, on validation alone

@@ -142,9 +142,10 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
             _adamw_step(live.w, live.m, live.v, grad, lr, cfg.weight_decay, t + 1)
         f1 = macro_f1(torch.matmul(xv, live.w.transpose(1, 2)).argmax(-1), y_val, n_classes)
         ids = live.ids
-        better = f1 >= best_f1[ids]  # a tie keeps the later, longer-trained weights and the patience
-        best_w[ids[better]], best_f1[ids[better]], best_epoch[ids[better]] = live.w[better], f1[better], epoch
-        bad[ids] = torch.where(better, 0, bad[ids] + 1)
+        kept = f1 >= best_f1[ids]  # a tie keeps the later, longer-trained weights ...
+        best_w[ids[kept]], best_epoch[ids[kept]] = live.w[kept], epoch
+        bad[ids] = torch.where(f1 > best_f1[ids], 0, bad[ids] + 1)  # ... but only a gain resets the patience
+        best_f1[ids] = torch.maximum(best_f1[ids], f1)
         epochs_run[ids] = epoch
         going = bad[ids] < cfg.patience
         if not going.any():

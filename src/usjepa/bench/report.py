@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,39 +96,36 @@ def to_html(t: Table) -> str:
     return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
 
 
-def fewshot_figure(results: dict) -> plt.Figure | None:
-    rows = _select(results["rows"], protocol="fewshot")
-    if not rows:
-        return None
+def _curves(results: dict, points: Callable[[list[dict]], tuple[list[float], list]], title: Callable[[str], str],
+            **axes_kw) -> plt.Figure:
+    """One panel per task, one line per encoder: mean ± sd of test macro-F1 at the points ``points`` picks."""
     tasks = list(results["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for enc in results["encoders"]:
-            sel = _select(rows, task=task, encoder=enc)
-            fr = sorted({r["fraction"] for r in sel})
-            st = [_stats(_select(sel, fraction=f)) for f in fr]
-            ax.errorbar([100 * f for f in fr], [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3,
-                        label=_short(enc))
-        ax.set(xscale="log", title=task, xlabel="labels used (%)", ylabel="test macro-F1 (%)")
+            x, st = points(_select(results["rows"], task=task, encoder=enc))
+            ax.errorbar(x, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=_short(enc))
+        ax.set(title=title(task), ylabel="test macro-F1 (%)", **axes_kw)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def fewshot_figure(results: dict) -> plt.Figure:
+    def points(rows: list[dict]) -> tuple[list[float], list]:
+        fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
+        return [100 * f for f in fractions], [_stats(_select(rows, protocol="fewshot", fraction=f)) for f in fractions]
+
+    return _curves(results, points, lambda task: task, xscale="log", xlabel="labels used (%)")
 
 
 def robustness_figure(results: dict, corruption: str) -> plt.Figure:
-    tasks = list(results["tasks"])
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for enc in results["encoders"]:
-            sel = _select(results["rows"], task=task, encoder=enc)
-            sevs = sorted({r["severity"] for r in _select(sel, protocol="robust", corruption=corruption)})
-            st = [_stats(_select(sel, protocol="linear"))] + \
-                 [_stats(_select(sel, protocol="robust", corruption=corruption, severity=s)) for s in sevs]
-            ax.errorbar([0, *sevs], [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=_short(enc))
-        ax.set(title=f"{task}: {corruption}", xlabel="severity ε", ylabel="test macro-F1 (%)", xticks=range(4))
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+    def points(rows: list[dict]) -> tuple[list[float], list]:
+        sevs = sorted({r["severity"] for r in _select(rows, protocol="robust", corruption=corruption)})
+        return [0, *sevs], [_stats(_select(rows, protocol="linear"))] + \
+            [_stats(_select(rows, protocol="robust", corruption=corruption, severity=s)) for s in sevs]
+
+    return _curves(results, points, lambda task: f"{task}: {corruption}", xlabel="severity ε", xticks=range(4))
 
 
 def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], encs: list[str], tasks: list[str]) -> plt.Figure:
@@ -170,10 +168,11 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
         w.writerows(results["rows"])
     tabs = tables(results)
     paths["md"].write_text("# Leaderboard\n\n" + "\n".join(to_markdown(t) for t in tabs))
-    figures = {"fewshot": fewshot_figure(results), "tsne": tsne_figure(embeddings, list(results["encoders"]), list(results["tasks"]))}
+    figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
-    images = {name: _png(fig, out / "plots" / f"{name}.png") for name, fig in figures.items() if fig is not None}
+    figures["tsne"] = tsne_figure(embeddings, list(results["encoders"]), list(results["tasks"]))
+    images = {name: _png(fig, out / "plots" / f"{name}.png") for name, fig in figures.items()}
     paths |= {name: out / "plots" / f"{name}.png" for name in images}
     paths["html"].write_text(_html(results, tabs, images))
     return paths

@@ -158,7 +158,7 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
                "best_epoch": probes.best_epoch[i]} | sc
         if h.fraction == 1.0:
             clean[h.seed] = row["macro_f1"]
-            rows += [row | {"protocol": "linear"}] if "linear" in cfg.protocols else []
+            rows += [row | {"protocol": "linear"}] if {"linear", "robust"} & set(cfg.protocols) else []  # robust: the clean reference
         rows += [row | {"protocol": "fewshot"}] if "fewshot" in cfg.protocols else []
     full = [i for i in chosen if heads[i].fraction == 1.0]
     for c, s in _conditions(cfg):
@@ -219,13 +219,14 @@ def run(args: argparse.Namespace) -> int:
         return 0 if same else 1
     if not args.encoders:
         raise ConfigError("--encoders is required (or --verify RESULTS)")
+    start = time.perf_counter()
     results = run_bench(
         [s.strip() for s in args.encoders.split(",") if s.strip()], args.tasks, args.out, data_root=args.data_root,
         protocols=[p.strip() for p in args.protocol.split(",")], seeds=args.seeds,
         fractions=[float(f) for f in args.fractions.split(",")], lrs=[float(v) for v in args.lrs.split(",")],
         pooling=args.pooling, workers=args.workers, threads=args.threads, cache=None if args.no_cache else args.cache,
         finetune=FinetuneConfig(epochs=args.finetune_epochs))
-    prov = results["provenance"]
-    print(f"{len(results['rows'])} results in {prov['seconds']} s (cache: {prov['cache']['hits']} hits, "
-          f"{prov['cache']['misses']} misses) -> {Path(args.out) / 'report.html'}")
+    cache = results["provenance"]["cache"]
+    print(f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "
+          f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(args.out) / 'report.html'}")
     return 0
