@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import os
 import signal
 import time
 from pathlib import Path
@@ -73,6 +74,9 @@ class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.d: Dist = init_distributed(cfg.device)
+        if self.d.device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # Leave a core per loader worker: oversubscribed OpenMP threads stall at every barrier.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.d.world - cfg.data.num_workers))
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
