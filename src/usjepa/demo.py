@@ -27,6 +27,7 @@ class Scale:
     configs: dict = field(default_factory=dict)  # method -> shipped config name
     overrides: tuple = ()
     bench_seeds: int = 5
+    effnet: str = "effnet-lite0"  # the ImageNet reference; ":SIZE" runs it at SIZE px
 
 
 _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
@@ -35,7 +36,8 @@ _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ij
 SCALES = {
     # 2-core CPU, <= 10 minutes end to end: 64 px, a 6-block ViT-Tiny with 8-px patches, 100 steps of 32 each.
     "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
-                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=50", "data.val_fraction=0.05")),
+                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=50", "data.val_fraction=0.05"),
+                  effnet="effnet-lite0:128"),
     # The same models trained 8x longer on 4x the data (about an hour on a 2-core CPU).
     "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
                    configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100",)),
@@ -99,7 +101,7 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
 
     print("[demo] 5/6 benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
     encoders = [f"usjepa:{exports[m]}" for m in ("vpixel", "salt", "ijepa", "mae")]
-    encoders += [f"random:{exports['salt']}", "effnet-lite0"]
+    encoders += [f"random:{exports['salt']}", s.effnet]
     run_bench(encoders, [str(folders[t]) for t in TASKS], out / "bench", protocols=["linear", "fewshot", "robust"],
               seeds=s.bench_seeds)
     lap("bench")
