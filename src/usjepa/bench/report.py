@@ -145,7 +145,9 @@ def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
 
 def _short(spec: str) -> str:
     kind, _, arg = spec.partition(":")
-    return spec if not arg else f"{kind}:{Path(arg.split('@')[0]).name or arg}"
+    path = Path(arg.split("@")[0])
+    name = path.parent.name if path.name == "export" else path.name  # a run's export/ is named by its run
+    return spec if not arg else f"{kind}:{name or arg}"
 
 
 def _png(fig: plt.Figure, path: Path) -> bytes:
