@@ -17,7 +17,7 @@ from usjepa.checkpoint import FORMAT, load_checkpoint, save_atomic
 from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
 from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
-from usjepa.errors import UsjepaError
+from usjepa.errors import CheckpointError, UsjepaError
 from usjepa.export import export_run
 from usjepa.masking import MaskCollator
 from usjepa.methods import Method, build_method
@@ -124,7 +124,11 @@ class Trainer:
             self._truncate_metrics()  # a run killed before its first checkpoint starts over
             return
         ckpt = load_checkpoint(path)
-        self.method.load_state_dict(ckpt["model"], strict=False)
+        missing, unexpected = self.method.load_state_dict(ckpt["model"], strict=False)
+        wrong = [k for k in missing if not k.startswith("teacher.")] + list(unexpected)
+        if wrong:
+            raise CheckpointError(f"{path}: does not fit this run's model (e.g. {wrong[:3]}); "
+                                  f"the config changed since it was written: use a new out= directory")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.bad, self.best_val = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"], ckpt["best_val"]
         torch.set_rng_state(ckpt["rng"])
