@@ -31,6 +31,7 @@ class Teacher(nn.Module):
     def embed_dim(self) -> int:
         return self.encoder.embed_dim
 
+    @torch.compiler.disable  # inference tensors cannot be traced; the rest of the step still compiles
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         """img [B, C, H, W] in [0, 1] -> targets [B, N, D] (ordinary tensors, safe to use in a loss)."""
         with torch.inference_mode():
