@@ -65,9 +65,11 @@ def prepare_run_dir(cfg: Config, main: bool) -> Path:
     return out
 
 
+FROZEN = "teacher."  # state-dict prefix of the frozen teacher, reloaded from its source, never checkpointed
+
+
 def trainable_state(method: Method) -> dict:
-    """Everything but the frozen teacher, which is reloaded from its source."""
-    return {k: v for k, v in method.state_dict().items() if not k.startswith("teacher.")}
+    return {k: v for k, v in method.state_dict().items() if not k.startswith(FROZEN)}
 
 
 class Trainer:
@@ -125,7 +127,7 @@ class Trainer:
             return
         ckpt = load_checkpoint(path)
         missing, unexpected = self.method.load_state_dict(ckpt["model"], strict=False)
-        wrong = [k for k in missing if not k.startswith("teacher.")] + list(unexpected)
+        wrong = [k for k in missing if not k.startswith(FROZEN)] + list(unexpected)
         if wrong:
             raise CheckpointError(f"{path}: does not fit this run's model (e.g. {wrong[:3]}); "
                                   f"the config changed since it was written: use a new out= directory")
@@ -185,18 +187,18 @@ class Trainer:
             total += loss.detach() / len(micro)
         return total
 
-    def _apply_step(self, loss: torch.Tensor) -> bool:
-        """Clip and step unless the loss or a gradient is non-finite. Every rank sees the same
-        all-reduced gradients, so every rank takes the same decision."""
+    def _apply_step(self, loss: torch.Tensor, preempt: Preempted) -> tuple[bool, bool]:
+        """Clip and step unless the loss or a gradient is non-finite; returns (stepped, preempted).
+        Both flags go through one all-reduce, so every rank takes the same decisions."""
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_grad or float("inf"))
-        flag = all_reduce_sum((~torch.isfinite(norm + loss)).float())
-        ok = flag.item() == 0  # the one host sync per step
-        if ok:
+        flags = torch.stack([(~torch.isfinite(norm + loss)).float(), norm.new_tensor(float(preempt.flag))])
+        bad, stop = all_reduce_sum(flags).tolist()  # the one host sync per step
+        if not bad:
             self.optimizer.step()
             self.method.on_step_end((self.step + 1) / self.total)
         self.optimizer.zero_grad(set_to_none=True)
-        return ok
+        return not bad, bool(stop)
 
     # ---- validation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -214,11 +216,6 @@ class Trainer:
         return (acc[0] / acc[1].clamp_min(1)).item()
 
     # ---- the loop ----------------------------------------------------------------------------
-    def _preempted(self, preempt: Preempted) -> bool:
-        if self.d.world == 1:
-            return preempt.flag
-        return all_reduce_sum(torch.tensor(float(preempt.flag), device=self.d.device)).item() > 0
-
     def _run_epoch(self, stop_at: int, preempt: Preempted) -> str:
         """Train until the epoch ends, ``stop_at`` is reached or a SIGTERM arrives."""
         cfg, o = self.cfg, self.cfg.optim
@@ -233,7 +230,8 @@ class Trainer:
             lr, wd = self._set_schedules()
             loss = self._train_step(micro)
             micro = []
-            if self._apply_step(loss):
+            stepped, preempted = self._apply_step(loss, preempt)
+            if stepped:
                 self.bad, run_loss, n_ok = 0, run_loss + loss, n_ok + 1
             else:
                 self.bad += 1
@@ -253,7 +251,7 @@ class Trainer:
             at_epoch_end = self.step % self.steps_per_epoch == 0
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not at_epoch_end:
                 self._save()
-            if self._preempted(preempt):
+            if preempted:
                 return "preempted"
             if at_epoch_end or self.step >= stop_at:
                 return "running"
