@@ -66,7 +66,7 @@ def _items(n, seed0=0, size=64):
 
 
 def test_same_seed_same_masks_and_padding():
-    col = MaskCollator(MaskConfig(min_keep=4), 64, 8)
+    col = MaskCollator(MaskConfig(min_keep=4, pad_mode="pad"), 64, 8)
     a, b = col(_items(6)), col(_items(6))
     for k in ("ctx_idx", "ctx_keep", "tgt_idx", "tgt_block", "tgt_keep"):
         assert torch.equal(a[k], b[k])
@@ -78,10 +78,23 @@ def test_same_seed_same_masks_and_padding():
 
 def test_truncate_keeps_the_shortest():
     items = _items(6)
-    pad = MaskCollator(MaskConfig(min_keep=4), 64, 8)(items)
+    pad = MaskCollator(MaskConfig(min_keep=4, pad_mode="pad"), 64, 8)(items)
     trunc = MaskCollator(MaskConfig(min_keep=4, pad_mode="truncate"), 64, 8)(items)
     assert trunc["ctx_idx"].shape[1] == pad["ctx_keep"].sum(1).min()
     assert trunc["ctx_keep"].all() and (trunc["tgt_block"] >= 0).all()
+
+
+def test_truncation_keeps_a_random_subset_of_each_image_s_tokens():
+    items = _items(8)
+    pad = MaskCollator(MaskConfig(min_keep=4, pad_mode="pad"), 64, 8)(items)
+    trunc = MaskCollator(MaskConfig(min_keep=4, pad_mode="truncate"), 64, 8)(items)
+    first_rows = 0
+    for i in range(8):
+        full = set(pad["ctx_idx"][i][pad["ctx_keep"][i]].tolist())
+        kept = trunc["ctx_idx"][i].tolist()
+        assert set(kept) <= full and len(set(kept)) == len(kept)
+        first_rows += kept and sorted(kept) == sorted(full)[: len(kept)]
+    assert first_rows < 8  # not I-JEPA's "first indices", which drops the bottom rows of every block
 
 
 def test_random_masking_ratio():

@@ -36,7 +36,7 @@ _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ij
 SCALES = {
     # 2-core CPU, <= 10 minutes end to end: 64 px, a 6-block ViT-Tiny with 8-px patches, 100 steps of 32 each.
     "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
-                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=50", "data.val_fraction=0.05"),
+                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=50", "data.val_fraction=0.05", "data.num_workers=0"),
                   effnet="effnet-lite0:128"),
     # The same models trained 8x longer on 4x the data (about an hour on a 2-core CPU).
     "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,

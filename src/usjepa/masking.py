@@ -5,7 +5,7 @@ so they are identical whatever the number of workers or ranks, and across a resu
 
 A collated batch holds
   image     [B, C, H, W] float
-  ctx_idx   [B, Nc] long    patch indices seen by the student (padded)
+  ctx_idx   [B, Nc] long    patch indices seen by the student, in random order (padded or truncated)
   ctx_keep  [B, Nc] bool    False on padding
   tgt_idx   [B, Nt] long    patch indices to predict, all target blocks concatenated (padded)
   tgt_block [B, Nt] long    block id of each target token, -1 on padding
@@ -97,8 +97,11 @@ class MaskCollator:
             valid = patch_validity(it["scan_mask"], self.patch) if self.cfg.usrc else None
             if valid is not None and valid.sum() < self.cfg.min_keep:
                 valid = None  # an (almost) empty scan region: fall back to the whole image
-            # Each image's masks depend only on its own seed, whatever batch or rank it lands in.
-            masks.append(self.sample(np.random.default_rng(int(it["seed"])), valid))
+            # Each image's masks depend only on its own seed, whatever batch or rank it lands in. The random
+            # order makes truncation keep a random subset (I-JEPA keeps the top rows of every block).
+            rng = np.random.default_rng(int(it["seed"]))
+            ctx, targets = self.sample(rng, valid)
+            masks.append((rng.permutation(ctx), [rng.permutation(t) for t in targets]))
             valids.append(valid)
         batch = {
             "image": torch.stack([it["image"] for it in items]),
@@ -113,7 +116,8 @@ class MaskCollator:
         trunc = self.cfg.pad_mode == "truncate"
         ctx = [m[0] for m in masks]
         n_blocks = len(masks[0][1])
-        # Truncate: every image keeps the batch's shortest context and shortest block per block index.
+        # Truncate: every image keeps a random subset the size of the batch's shortest context, and of the
+        # shortest block per block index.
         if trunc:
             nc = min(len(c) for c in ctx)
             ctx = [c[:nc] for c in ctx]

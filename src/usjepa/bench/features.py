@@ -5,6 +5,9 @@ The cache key covers the encoder's weights fingerprint, the task's split hash, t
 """
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -15,9 +18,14 @@ from usjepa.bench.tasks import Task
 from usjepa.bench.threads import torch_threads
 from usjepa.bench.zoo import Encoder
 from usjepa.data.corruptions import corrupt
-from usjepa.data.ultrabench import Record, read_record
+from usjepa.data.ultrabench import Record, Sample, read_record
 
 FEATURES_VERSION = 1  # bump when the extraction code changes what it computes
+
+
+@lru_cache(maxsize=512)  # corrupted test sets and later encoders decode the same files again
+def _decoded(image: Path, scan_mask: Path | None) -> Sample:
+    return read_record(Record(image, scan_mask, None, None))
 
 
 class SplitImages(Dataset):
@@ -30,14 +38,15 @@ class SplitImages(Dataset):
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        s = read_record(self.records[i])
+        rec = self.records[i]
+        s = _decoded(rec.image, rec.scan_mask)
         x = torch.from_numpy(s.image).float().div_(255)[None]
         if self.corruption is not None:
             kind, eps = self.corruption
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)  # per image: independent of batching
             x = corrupt(x, torch.from_numpy(s.scan_mask)[None], kind, eps, generator=g)
         x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)[0]
-        return x, s.label
+        return x, -1 if rec.label is None else rec.label
 
 
 def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, corruption: tuple[str, int] | None = None,

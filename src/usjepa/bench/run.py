@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from usjepa.bench.threads import torch_threads
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
+TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
 
 
 @dataclass
@@ -51,7 +53,7 @@ class BenchConfig:
     val_fraction: float = 0.1
     batch_size: int = 32  # feature extraction
     workers: int = 0
-    threads: int = 1  # torch threads for encoders: 1 is fastest for small models and on shared CPUs
+    threads: int = 0  # torch threads for the encoders; 0: one per core (on a shared CPU, 1 is often faster)
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
@@ -64,6 +66,8 @@ class BenchConfig:
             raise ConfigError(f"--protocol: unknown {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
         if not self.encoders or not self.tasks:
             raise ConfigError("bench needs at least one encoder (--encoders) and one task (--tasks)")
+        if self.threads < 0:
+            raise ConfigError("--threads must be >= 0 (0: one per core)")
         if self.seeds < 1 or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("--seeds must be >= 1 and --fractions in (0, 1]")
         conditions(tuple(self.corruptions), tuple(self.severities))
@@ -81,7 +85,7 @@ def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Pa
         cfg = BenchConfig(list(encoders), names, str(out), **options)
     except TypeError as e:
         raise ConfigError(f"run_bench: {e}") from None
-    with torch_threads(cfg.threads):
+    with torch_threads(cfg.threads or os.cpu_count() or 1):
         return _run(cfg)
 
 
@@ -182,10 +186,12 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling:
         keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
         perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
         method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
-        xy = TSNE(2, perplexity=perplexity, init="pca", method=method, random_state=0).fit_transform(x[keep])
+        xy = TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS,
+                  random_state=0).fit_transform(x[keep])
         return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
 
-    out = cache.tensors({"kind": "tsne", "features": feature_key(enc, task, "test", pooling, None), "n": cfg.tsne_points},
+    out = cache.tensors({"kind": "tsne", "features": feature_key(enc, task, "test", pooling, None), "n": cfg.tsne_points,
+                         "iters": TSNE_ITERS},
                         compute)
     return out["xy"].numpy(), out["y"].numpy()
 
@@ -202,8 +208,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lrs", default="1e-3", help="probe learning rates (several: chosen per seed on validation)")
     p.add_argument("--pooling", help="cls, mean, cls+mean, last4 or head (default: each encoder's own)")
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    p.add_argument("--threads", type=int, default=1, help="torch threads for the encoders (1 is fastest for small "
-                                                           "models and on shared CPUs)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads for the encoders (0: one per core; on a "
+                                                           "CPU shared with other jobs, 1 is often faster)")
     p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
