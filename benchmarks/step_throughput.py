@@ -88,6 +88,7 @@ class EngineStep:
     def __init__(self, method, sync: bool = True, compile: bool = False, **adamw):
         self.method, self.sync = method.train(), sync
         o = method.cfg.optim
+        adamw = {"foreach": True} | adamw  # as the Trainer builds it
         self.opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **adamw)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.model = torch.compile(method) if compile else method
@@ -347,26 +348,26 @@ def main() -> None:
         teacher = fabricate_teacher(Path(tmp))
         salt_cfg = usjepa_config("salt", teacher)
         salt = lambda: build_method(salt_cfg)  # noqa: E731
-        pad = collated(salt_cfg, "multiblock", args.batches)
-        ref = "salt (engine: pad, SDPA, 1 pass)"
+        batches = collated(salt_cfg, "multiblock", args.batches)
+        ref = f"salt (engine: {salt_cfg.mask.pad_mode}, SDPA, 1 pass)"
         if args.compile:  # the teacher stays eager: dynamo cannot trace its inference_mode tensors
             compiled = salt()
             compiled.teacher.forward = torch.compiler.disable(compiled.teacher.forward)
-            variants = {ref: (EngineStep(salt()), pad), "torch.compile (teacher eager)": (EngineStep(compiled, compile=True), pad)}
+            variants = {ref: (EngineStep(salt()), batches), "torch.compile (teacher eager)": (EngineStep(compiled, compile=True), batches)}
         elif args.ideas:
             per_block = salt()
             per_block.forward = lambda b: salt_per_block_forward(per_block, b)
             variants = {
-                ref: (EngineStep(salt()), pad),
-                "predictor once per target block": (EngineStep(per_block), [per_block_batch(b, 4) for b in pad]),
-                "attention by hand (no SDPA)": (EngineStep(manual_attention(salt())), pad),
-                "teacher under no_grad": (NoGradTeacherStep(salt()), pad),
-                "no host sync (finite check off)": (EngineStep(salt(), sync=False), pad),
-                "AdamW foreach=True": (EngineStep(salt(), foreach=True), pad),
-                "AdamW fused=True": (EngineStep(salt(), fused=True), pad),
+                ref: (EngineStep(salt()), batches),
+                "predictor once per target block": (EngineStep(per_block), [per_block_batch(b, 4) for b in batches]),
+                "attention by hand (no SDPA)": (EngineStep(manual_attention(salt())), batches),
+                "teacher under no_grad": (NoGradTeacherStep(salt()), batches),
+                "no host sync (finite check off)": (EngineStep(salt(), sync=False), batches),
+                "AdamW for-loop (foreach=False)": (EngineStep(salt(), foreach=False), batches),
+                "AdamW fused=True": (EngineStep(salt(), foreach=False, fused=True), batches),
             }
         else:
-            variants = {"usjepa salt": (EngineStep(salt()), pad)}
+            variants = {"usjepa salt": (EngineStep(salt()), batches)}
             for m in ("ijepa", "vpixel", "mae"):
                 method = build_method(usjepa_config(m))
                 variants[f"usjepa {m}"] = (EngineStep(method), collated(method.cfg, method.mask_kind, args.batches))

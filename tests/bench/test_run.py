@@ -69,6 +69,8 @@ def test_leaderboard_and_self_contained_html(first_run):
     for title in ("Linear probe", "kNN", "Full fine-tuning", "Few-shot", "Robustness"):
         assert f"### {title}" in md
     assert md.count("**") >= 2 * 5
+    per_task = md.split("### Robustness, speckle@")[1].split("###")[0]  # the strongest speckle, task by task
+    assert "| encoder | synthus_lesion |" in per_task and per_task.count("\n| ") == 1 + 3  # header + 3 encoders
     page = (first_run["out"] / "report.html").read_text()
     images = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,([^']+)'>", page)
     assert {name for name, _ in images} == {"fewshot", "tsne", "robust_blur", "robust_contrast", "robust_speckle"}
