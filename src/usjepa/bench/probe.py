@@ -76,14 +76,21 @@ def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tenso
 
 def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], carry: list[torch.Tensor], steps: int,
                     batch: int) -> torch.Tensor:
-    """Indices [steps, H * B]: each head walks its own stream of fresh permutations of its subset."""
-    rows = []
-    for h, (subset, g) in enumerate(zip(subsets, gens)):
-        need = steps * batch - len(carry[h])
-        k = max(0, math.ceil(need / len(subset)))
-        stream = torch.cat([carry[h], subset[torch.rand(k, len(subset), generator=g).argsort(1)].reshape(-1)])
-        rows.append(stream[: steps * batch])
-        carry[h] = stream[steps * batch:]
+    """Indices [steps, H * B]: each head walks its own stream of fresh permutations of its subset.
+
+    Heads with the same subset size and carry-over (a label fraction's seeds) are permuted in one sort.
+    """
+    rows: list[torch.Tensor] = [torch.empty(0)] * len(subsets)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for h, (subset, left) in enumerate(zip(subsets, carry)):
+        groups.setdefault((len(subset), len(left)), []).append(h)
+    for (n, c), hs in groups.items():
+        k = max(0, math.ceil((steps * batch - c) / n))
+        noise = torch.stack([torch.rand(k, n, generator=gens[h]) for h in hs])  # each head's own generator
+        perms = torch.stack([subsets[h] for h in hs]).gather(1, noise.argsort(2).view(len(hs), -1))
+        streams = torch.cat([torch.stack([carry[h] for h in hs]), perms], 1)
+        for h, stream in zip(hs, streams):
+            rows[h], carry[h] = stream[: steps * batch], stream[steps * batch:]
     return torch.stack(rows).view(len(subsets), steps, batch).transpose(0, 1).reshape(steps, -1)
 
 
@@ -136,8 +143,8 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
             t = (epoch - 1) * steps + k
             xb = xs.index_select(0, sched[k]).view(len(live.ids), cfg.batch_size, -1)
             p = torch.bmm(live.w, xb.transpose(1, 2)).softmax(1)  # [h, C, B]
-            p.scatter_add_(1, targets[k], minus_one)  # softmax - one-hot: d(cross-entropy)/d(logits)
-            grad = torch.baddbmm(p.new_empty(()), p, xb, beta=0, alpha=1 / cfg.batch_size)  # mean over the batch
+            p.scatter_add_(1, targets[k], minus_one).mul_(1 / cfg.batch_size)  # d(mean cross-entropy)/d(logits)
+            grad = torch.bmm(p, xb)
             lr = live.lr * (0.5 * (1 + math.cos(math.pi * t / total)))
             _adamw_step(live.w, live.m, live.v, grad, lr, cfg.weight_decay, t + 1)
         f1 = macro_f1(torch.matmul(xv, live.w.transpose(1, 2)).argmax(-1), y_val, n_classes)
