@@ -73,3 +73,16 @@ def test_bad_run_directory_and_device(tmp_path, image_folder, tiny_overrides):
     if not torch.cuda.is_available():
         assert main(["pretrain", "--config", "tiny", *_common(image_folder, tmp_path / "r", tiny_overrides),
                      "method=mae", "device=cuda"]) == 2
+
+
+def test_step_limit_mid_epoch_still_validates(tmp_path, image_folder, tiny_overrides):
+    run = tmp_path / "mae"
+    cfg = load_config("tiny", _common(image_folder, run, tiny_overrides) + ["method=mae", "optim.epochs=1", "max_steps=2"])
+    trainer = Trainer(cfg)
+    assert trainer.steps_per_epoch > 2
+    result = trainer.fit()
+    assert result["step"] == 2 and result["best_val"] < float("inf")
+    with open(run / "metrics.csv") as f:
+        vals = [r for r in csv.DictReader(f) if r["val_loss"]]
+    assert [int(r["step"]) for r in vals] == [2] and float(vals[0]["val_loss"]) == result["best_val"]
+    assert (run / "checkpoints" / "best.pt").is_file()

@@ -273,8 +273,10 @@ class Trainer:
                 if self.step // self.steps_per_epoch > self.epoch:
                     self.epoch = self.step // self.steps_per_epoch
                     self._end_epoch()
-                elif status == "preempted" or self.step >= stop_at:
+                elif status == "preempted":
                     self._save()
+                elif self.step >= stop_at:
+                    self._end_epoch()  # a step limit mid-epoch still validates, so best.pt is a measured choice
         finally:
             preempt.restore()
             self.bar.close()
