@@ -5,7 +5,7 @@ import torch
 
 from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
-from usjepa.bench.features import extract, feature_key, task_features
+from usjepa.bench.features import effective_rank, extract, feature_key, task_features
 from usjepa.bench.knn import knn_proba
 from usjepa.bench.tasks import load_task
 
@@ -29,3 +29,15 @@ def test_knn_cosine_votes():
     y = torch.tensor([0, 0, 2, 2]).numpy()
     proba = knn_proba(x, y, x * 5, n_classes=3, k=2)  # cosine: scale does not matter
     assert proba.shape == (4, 3) and (proba.argmax(1) == y).all() and (proba[:, 1] == 0).all()
+
+
+def test_effective_rank_counts_the_directions_features_use():
+    g = torch.Generator().manual_seed(0)
+    iso = torch.randn(4000, 16, generator=g)
+    assert 15.0 < effective_rank(iso) <= 16.0
+    scaled = iso * torch.logspace(-3, 3, 16)  # the probe standardises, so per-dimension scale does not count
+    assert abs(effective_rank(scaled) - effective_rank(iso)) < 1e-6
+    four = torch.randn(4000, 4, generator=g) @ torch.randn(4, 16, generator=g)  # 16 dims spanning a 4-d subspace
+    assert 2.0 < effective_rank(four) <= 4.0 + 1e-3
+    line = torch.randn(500, 1, generator=g) * torch.randn(1, 16, generator=g)  # collapsed onto one direction
+    assert effective_rank(line) < 1.01

@@ -56,6 +56,8 @@ def test_every_artefact_and_row(first_run):
         assert sum(r["protocol"] == proto for r in rows) == 3 * 2 * n
     assert {r["seed"] for r in rows if r["protocol"] == "linear"} == {"0", "1"}
     assert all(r["weights_fingerprint"] and r["split_hash"] for r in rows)
+    ranks = [float(r["effective_rank"]) for r in rows if r["protocol"] == "linear"]
+    assert len(ranks) == 3 * 2 * 2 and all(1.0 <= v <= 1280 for v in ranks)  # 1 <= rank <= feature dims
     for enc in results["encoders"]:  # noise vs blob vs stripes: learnable from every encoder's features (chance 0.33)
         assert sum(r["macro_f1"] for r in results["rows"] if r["protocol"] == "linear" and r["encoder"] == enc) / 4 > 0.5
     prov, cfg = results["provenance"], results["config"]
@@ -66,7 +68,7 @@ def test_every_artefact_and_row(first_run):
 
 def test_leaderboard_and_self_contained_html(first_run):
     md = (first_run["out"] / "leaderboard.md").read_text()
-    for title in ("Linear probe", "kNN", "Full fine-tuning", "Few-shot", "Robustness"):
+    for title in ("Linear probe", "kNN", "Full fine-tuning", "Feature effective rank", "Few-shot", "Robustness"):
         assert f"### {title}" in md
     assert md.count("**") >= 2 * 5
     per_task = md.split("### Robustness, speckle@")[1].split("###")[0]  # the strongest speckle, task by task

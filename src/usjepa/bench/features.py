@@ -71,6 +71,15 @@ def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple
             bar.update(len(batch[0]))
 
 
+def effective_rank(x: torch.Tensor) -> float:
+    """RankMe (Garrido et al., 2023) of the standardised features [N, D], as the probe sees them: exp of the
+    entropy of the normalised singular values; D for isotropic features, 1 when they lie on one line."""
+    xs = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
+    s = torch.linalg.svdvals(xs.double())
+    p = s / s.sum() + 1e-12
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
 def feature_key(enc: Encoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
     return {"v": FEATURES_VERSION, "encoder": enc.fingerprint, "split_hash": task.split_hash, "split": split,
             "preprocess": {"size": enc.img_size, "chans": enc.in_chans, "mean": enc.mean, "std": enc.std,

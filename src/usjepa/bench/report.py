@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "severity", "macro_f1", "acc", "bal_acc",
-              "auroc", "relative_drop", "val_macro_f1", "best_epoch", "lr", "weights_fingerprint", "split_hash")
+              "auroc", "relative_drop", "effective_rank", "val_macro_f1", "best_epoch", "lr", "weights_fingerprint",
+              "split_hash")
 
 
 @dataclass
@@ -63,6 +64,11 @@ def tables(results: dict) -> list[Table]:
                              {e: [_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks]
                               + [_mean_of([_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks])]
                               for e in encs}))
+    if any("effective_rank" in r for r in _select(rows, protocol="linear")):
+        ranks = {e: [_stats(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank", 1.0) for t in tasks]
+                 for e in encs}
+        out.append(Table("Feature effective rank (RankMe of the standardised train features, at most the feature width; "
+                         "collapse shows as a low rank)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
     if fractions:
         out.append(Table("Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds)",

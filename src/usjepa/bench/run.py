@@ -20,7 +20,7 @@ from sklearn.manifold import TSNE
 
 from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
-from usjepa.bench.features import feature_key, task_features
+from usjepa.bench.features import effective_rank, feature_key, task_features
 from usjepa.bench.finetune import FinetuneConfig, finetune
 from usjepa.bench.knn import knn_proba
 from usjepa.bench.probe import Head, ProbeConfig, fit, scores, select
@@ -33,6 +33,7 @@ from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
+ROWS_VERSION = 2  # bump when the rows a protocol writes change (2: linear rows carry effective_rank)
 
 
 @dataclass
@@ -119,7 +120,7 @@ def _evaluate(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pool
     base = {"features": feature_key(enc, task, "test", pooling, None)}
     rows = []
     if {"linear", "fewshot", "robust"} & set(cfg.protocols):
-        key = base | {"kind": "probe", "probe": dataclasses.asdict(cfg.probe), "seeds": cfg.seeds, "lrs": cfg.lrs,
+        key = base | {"kind": "probe", "rows": ROWS_VERSION, "probe": dataclasses.asdict(cfg.probe), "seeds": cfg.seeds, "lrs": cfg.lrs,
                       "fractions": _fractions(cfg), "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)),
                       "conditions": _conditions(cfg)}
         rows += cache.json(key, lambda: _probe_rows(cfg, cache, enc, task, pooling))
@@ -155,14 +156,14 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
     chosen = select(probes)  # every choice is made by now; test features are read only below
     y_test = task.labels("test")
     proba = probes.proba(_features(cfg, cache, enc, task, pooling, "test"))[chosen].numpy()
-    rows, clean = [], {}
+    rows, clean, rank = [], {}, effective_rank(x["train"])
     for i, sc in zip(chosen, scores(y_test, proba, task.n_classes)):
         h = heads[i]
         row = {"seed": h.seed, "fraction": h.fraction, "lr": h.lr, "val_macro_f1": probes.val_f1[i],
                "best_epoch": probes.best_epoch[i]} | sc
         if h.fraction == 1.0:
             clean[h.seed] = row["macro_f1"]
-            rows += [row | {"protocol": "linear"}] if {"linear", "robust"} & set(cfg.protocols) else []  # robust: the clean reference
+            rows += [row | {"protocol": "linear", "effective_rank": rank}] if {"linear", "robust"} & set(cfg.protocols) else []  # robust: the clean reference
         rows += [row | {"protocol": "fewshot"}] if "fewshot" in cfg.protocols else []
     full = [i for i in chosen if heads[i].fraction == 1.0]
     for c, s in _conditions(cfg):
