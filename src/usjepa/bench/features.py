@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from usjepa.bench.cache import Cache
+from usjepa.bench.probe import standardisation
 from usjepa.bench.tasks import Task
 from usjepa.bench.threads import torch_threads
 from usjepa.bench.zoo import Encoder
@@ -74,8 +75,8 @@ def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple
 def effective_rank(x: torch.Tensor) -> float:
     """RankMe (Garrido et al., 2023) of the standardised features [N, D], as the probe sees them: exp of the
     entropy of the normalised singular values; D for isotropic features, 1 when they lie on one line."""
-    xs = (x - x.mean(0)) / x.std(0).clamp_min(1e-6)
-    s = torch.linalg.svdvals(xs.double())
+    mean, std = standardisation(x)
+    s = torch.linalg.svdvals(((x - mean) / std).double())
     p = s / s.sum() + 1e-12
     return float(torch.exp(-(p * p.log()).sum()))
 

@@ -55,6 +55,11 @@ class Probes:
         return (torch.matmul(xs, self.weight) + self.bias[:, None]).softmax(-1)
 
 
+def standardisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the training features, as every probe is fitted on them."""
+    return x.mean(0), x.std(0).clamp_min(1e-6)
+
+
 def fewshot_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Stratified subset: round(fraction * n_c) examples of each class c, at least one."""
     if fraction >= 1.0:
@@ -127,7 +132,7 @@ def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val
 
 
 def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg: ProbeConfig) -> Probes:
-    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    mean, std = standardisation(x_train)
     xs = torch.cat([(x_train - mean) / std, torch.ones(len(x_train), 1)], 1)  # a constant column holds the bias
     xv = torch.cat([(x_val - mean) / std, torch.ones(len(x_val), 1)], 1)
     live = _Heads(heads, y_train.numpy(), n_classes, xs.shape[1] - 1)

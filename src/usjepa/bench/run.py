@@ -120,8 +120,8 @@ def _evaluate(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pool
     base = {"features": feature_key(enc, task, "test", pooling, None)}
     rows = []
     if {"linear", "fewshot", "robust"} & set(cfg.protocols):
-        key = base | {"kind": "probe", "rows": ROWS_VERSION, "probe": dataclasses.asdict(cfg.probe), "seeds": cfg.seeds, "lrs": cfg.lrs,
-                      "fractions": _fractions(cfg), "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)),
+        key = base | {"kind": "probe", "rows": ROWS_VERSION, "probe": dataclasses.asdict(cfg.probe), "seeds": cfg.seeds,
+                      "lrs": cfg.lrs, "fractions": _fractions(cfg), "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)),
                       "conditions": _conditions(cfg)}
         rows += cache.json(key, lambda: _probe_rows(cfg, cache, enc, task, pooling))
     if "knn" in cfg.protocols:
