@@ -10,7 +10,8 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from usjepa.bench.probe import Head, ProbeConfig, _adamw_step, fewshot_subset, fit, macro_f1, scores, select
+from usjepa.bench.probe import (Head, ProbeConfig, _adamw_step, chance_macro_f1, fewshot_subset, fit, macro_f1, scores,
+                                select)
 
 
 def _blobs(n: int, seed: int, dim: int = 16, classes: int = 4, sep: float = 4.0):
@@ -122,3 +123,12 @@ def test_early_stopping_and_selection_read_only_validation(digits, monkeypatch):
     assert len(chosen) == 4 and all(probes.val_f1[i] >= probes.val_f1[i ^ 1] for i in chosen)
     assert all(1 <= b <= r <= cfg.max_epochs for b, r in zip(probes.best_epoch, probes.epochs_run))
     assert min(probes.epochs_run) < cfg.max_epochs  # some head stopped early, on validation alone
+
+
+@pytest.mark.parametrize("counts", [(50, 50), (90, 10), (25, 25, 25, 25), (70, 20, 10, 0)])
+def test_chance_macro_f1_is_the_better_featureless_predictor(counts):
+    y = np.repeat(np.arange(len(counts)), counts)
+    constant = f1_score(y, np.full_like(y, np.argmax(counts)), average="macro")
+    rng = np.random.default_rng(0)
+    uniform = np.mean([f1_score(y, rng.integers(0, len(counts), len(y)), average="macro") for _ in range(400)])
+    assert chance_macro_f1(y, len(counts)) == pytest.approx(max(constant, uniform), abs=0.01)

@@ -73,6 +73,10 @@ def test_leaderboard_and_self_contained_html(first_run):
     assert md.count("**") >= 2 * 5
     per_task = md.split("### Robustness, speckle@")[1].split("###")[0]  # the strongest speckle, task by task
     assert "| encoder | synthus_lesion |" in per_task and per_task.count("\n| ") == 1 + 3  # header + 3 encoders
+    rank = md.split("### Feature effective rank")[1].split("###")[0]
+    for line in rank.splitlines()[4:7]:  # per task one value (no spread over seeds); the mean column has one over tasks
+        *per_task_cells, mean = [c.strip("* ") for c in line.strip("|").split("|")[1:]]
+        assert all(re.fullmatch(r"\d+\.\d", c) for c in per_task_cells) and re.fullmatch(r"\d+\.\d±\d+\.\d", mean), line
     page = (first_run["out"] / "report.html").read_text()
     images = re.findall(r"<img alt='([^']+)' src='data:image/png;base64,([^']+)'>", page)
     assert {name for name, _ in images} == {"fewshot", "tsne", "robust_blur", "robust_contrast", "robust_speckle"}

@@ -79,6 +79,15 @@ def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tenso
     return (2 * tp / support.clamp_min(1)).sum(1) / (support > 0).sum(1)
 
 
+def chance_macro_f1(y: np.ndarray, n_classes: int) -> float:
+    """The macro-F1 that needs no features: the better of always predicting the commonest class and the expected
+    score of uniform random guessing (per class c of frequency p_c: precision p_c, recall 1/C)."""
+    p = np.bincount(y, minlength=n_classes) / len(y)
+    constant = 2 * p.max() / (1 + p.max()) / (p > 0).sum()
+    uniform = float(np.mean(2 * p / (n_classes * p + 1)))
+    return float(max(constant, uniform))
+
+
 def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], carry: list[torch.Tensor], steps: int,
                     batch: int) -> torch.Tensor:
     """Indices [steps, H * B]: each head walks its own stream of fresh permutations of its subset.

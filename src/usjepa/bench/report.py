@@ -7,7 +7,7 @@ import html
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "severity", "macro_f1", "acc", "bal_acc",
               "auroc", "relative_drop", "effective_rank", "val_macro_f1", "best_epoch", "lr", "weights_fingerprint",
               "split_hash")
@@ -23,31 +24,44 @@ CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "
 
 @dataclass
 class Table:
-    """Cells are (mean, sd) in percent, or None; the best mean of each column is bold."""
+    """Cells are (mean, sd), (value, None) for a single number, or None; the best unflagged cell of each column is bold."""
 
     title: str
     columns: list[str]
-    rows: dict[str, list[tuple[float, float] | None]]
+    rows: dict[str, list[tuple[float, float | None] | None]]
+    flagged: dict[str, list[bool]] = field(default_factory=dict)  # cells marked with a dagger, explained in the title
+
+    def _unflagged(self) -> dict[str, list[tuple[float, float | None] | None]]:
+        return {name: [None if f else v for v, f in zip(vals, self.flagged.get(name, [False] * len(vals)))]
+                for name, vals in self.rows.items()}
 
     def best(self) -> list[float | None]:
-        cols = zip(*self.rows.values())
-        return [max((c[0] for c in col if c is not None), default=None) for col in cols]
+        """The best mean of each column, among cells that are not flagged."""
+        return [max((c[0] for c in col if c is not None), default=None) for col in zip(*self._unflagged().values())]
 
     def cells(self) -> list[list[tuple[str, bool]]]:
         """Formatted cells with a bold flag, one list per row (encoder first)."""
-        best = self.best()
+        best, unflagged = self.best(), self._unflagged()
         out = []
         for name, vals in self.rows.items():
             row = [(name, False)]
-            for v, b in zip(vals, best):
-                row.append(("–", False) if v is None else (f"{v[0]:.1f}±{v[1]:.1f}", b is not None and np.isclose(v[0], b)))
+            for v, u, b in zip(vals, unflagged[name], best):
+                text = "–" if v is None else f"{v[0]:.1f}" if v[1] is None else f"{v[0]:.1f}±{v[1]:.1f}"
+                row.append((text + ("†" if v is not None and u is None else ""),
+                            u is not None and b is not None and bool(np.isclose(u[0], b))))
             out.append(row)
         return out
 
 
-def _stats(rows: list[dict], metric: str = "macro_f1", scale: float = 100.0) -> tuple[float, float] | None:
+def _stats(rows: list[dict], metric: str = "macro_f1") -> tuple[float, float] | None:
+    """Mean and sd in percent."""
     vals = [r[metric] for r in rows if r.get(metric) is not None and not np.isnan(r[metric])]
-    return (scale * float(np.mean(vals)), scale * float(np.std(vals))) if vals else None
+    return (100 * float(np.mean(vals)), 100 * float(np.std(vals))) if vals else None
+
+
+def _single(rows: list[dict], metric: str) -> tuple[float, None] | None:
+    """A value that every row repeats (a property of the features, not of a seed)."""
+    return (float(rows[0][metric]), None) if rows and rows[0].get(metric) is not None else None
 
 
 def _select(rows: list[dict], **match) -> list[dict]:
@@ -65,8 +79,8 @@ def tables(results: dict) -> list[Table]:
                               + [_mean_of([_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks])]
                               for e in encs}))
     if any("effective_rank" in r for r in _select(rows, protocol="linear")):
-        ranks = {e: [_stats(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank", 1.0) for t in tasks]
-                 for e in encs}
+        ranks = {e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
+                 for e in encs}  # one value per encoder x task: every seed's row carries the same features' rank
         out.append(Table("Feature effective rank (RankMe of the standardised train features, at most the feature width; "
                          "collapse shows as a low rank)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
@@ -80,16 +94,24 @@ def tables(results: dict) -> list[Table]:
                          [f"{c}@{s}" for c, s in conds],
                          {e: [_stats(_select(rows, protocol="robust", encoder=e, corruption=c, severity=s), "relative_drop")
                               for c, s in conds] for e in encs}))
+    near_chance = {e: [_near_chance(results, rows, e, t) for t in tasks] + [False] for e in encs}
     for kind in sorted({c for c, _ in conds}):  # the strongest severity of each corruption, task by task
         top = max(s for c, s in conds if c == kind)
         cell = {e: [_stats(_select(rows, protocol="robust", encoder=e, task=t, corruption=kind, severity=top),
                            "relative_drop") for t in tasks] for e in encs}
         out.append(Table(f"Robustness, {kind}@{top} by task: relative change of test macro-F1 % vs clean "
-                         "(mean ± sd over seeds)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in cell.items()}))
+                         f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
+                         "is mostly noise)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
     return out
 
 
-def _mean_of(cells: list[tuple[float, float] | None]) -> tuple[float, float] | None:
+def _near_chance(results: dict, rows: list[dict], encoder: str, task: str) -> bool:
+    """Is the encoder's clean linear-probe score on the task within NEAR_CHANCE points of the featureless one?"""
+    clean, chance = _stats(_select(rows, protocol="linear", encoder=encoder, task=task)), results["tasks"][task]["chance_macro_f1"]
+    return clean is not None and chance is not None and clean[0] < 100 * chance + NEAR_CHANCE
+
+
+def _mean_of(cells: list[tuple[float, float | None] | None]) -> tuple[float, float] | None:
     means = [c[0] for c in cells if c is not None]
     return (float(np.mean(means)), float(np.std(means))) if means and len(means) == len(cells) else None
 

@@ -23,7 +23,7 @@ from usjepa.bench.cache import Cache
 from usjepa.bench.features import effective_rank, feature_key, task_features
 from usjepa.bench.finetune import FinetuneConfig, finetune
 from usjepa.bench.knn import knn_proba
-from usjepa.bench.probe import Head, ProbeConfig, fit, scores, select
+from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, fit, scores, select
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
@@ -107,7 +107,8 @@ def _run(cfg: BenchConfig) -> dict:
     results = {"provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2)},
                "config": dataclasses.asdict(cfg), "encoders": enc_info,
                "tasks": {t.name: {"source": src, "folder": str(t.folder.resolve()), "n_classes": t.n_classes,
-                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version}
+                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version,
+                                  "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes)}
                          for t, src in zip(loaded, cfg.tasks)},
                "rows": rows}
     results["provenance"]["cache"] = {"hits": cache.hits, "misses": cache.misses}
