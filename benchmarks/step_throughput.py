@@ -82,8 +82,9 @@ def collated(cfg, kind: str, n: int) -> list[dict]:
 
 
 class EngineStep:
-    """usjepa's step as Trainer._train_step + _apply_step run it on CPU: forward, backward, clip, the
-    finite check (the step's one host sync), AdamW, the method's end-of-step hook."""
+    """usjepa's step as Trainer._train_step + _apply_step run it in one CPU process without accumulation (so the
+    loss-token weight is 1): forward, backward, clip, the finite check (the step's one host sync), AdamW, the
+    method's end-of-step hook."""
 
     def __init__(self, method, sync: bool = True, compile: bool = False, **adamw):
         self.method, self.sync = method.train(), sync

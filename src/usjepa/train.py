@@ -177,14 +177,21 @@ class Trainer:
         return {k: v.to(self.d.device, non_blocking=True) for k, v in batch.items()}
 
     def _train_step(self, micro: list[dict]) -> torch.Tensor:
-        """Forward/backward over the micro-batches; returns the mean loss (on device, no host sync)."""
+        """Forward/backward over the micro-batches; returns this rank's share of the loss (on device, no host sync).
+
+        Each micro-batch's mean is weighted by its loss tokens over the step's tokens on all ranks, so the gradient
+        (DDP averages over ranks) is the mean over every loss token of the global batch, whatever the world size
+        and accumulation: padding and USrc's in-fan targets make token counts differ between samples.
+        """
+        tokens = torch.stack([self.method.loss_tokens(b) for b in micro]).to(self.d.device, torch.float32)
+        weights = tokens * self.d.world / all_reduce_sum(tokens.sum()).clamp_min(1.0)
         total = torch.zeros((), device=self.d.device)
         for i, batch in enumerate(micro):
             sync = i == len(micro) - 1 or not isinstance(self.model, DDP)
             with (contextlib.nullcontext() if sync else self.model.no_sync()), self.amp:
                 loss, _ = self.model(self._to_device(batch))
-            (loss / len(micro)).backward()
-            total += loss.detach() / len(micro)
+            (loss * weights[i]).backward()
+            total += loss.detach() * weights[i]
         return total
 
     def _apply_step(self, loss: torch.Tensor, preempt: Preempted) -> tuple[bool, bool]:
@@ -209,8 +216,8 @@ class Trainer:
         for batch in self.val_loader:
             with self.amp:
                 loss, _ = self.method(self._to_device(batch))
-            n = batch["image"].shape[0]
-            acc += torch.stack([loss.float() * n, torch.full((), float(n), device=self.d.device)])
+            n = self.method.loss_tokens(batch).to(self.d.device, torch.float32)
+            acc += torch.stack([loss.float() * n, n])  # a mean over every loss token of the split
         self.method.train()
         acc = all_reduce_sum(acc)
         return (acc[0] / acc[1].clamp_min(1)).item()

@@ -38,8 +38,13 @@ class Method(nn.Module):
         return None if self.cfg.mask.pad_mode == "truncate" else batch["ctx_keep"]
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
-        """Returns the loss and a dict of detached scalars to log."""
+        """Returns the loss (a mean over the batch's loss tokens) and a dict of detached scalars to log."""
         raise NotImplementedError
+
+    @staticmethod
+    def loss_tokens(batch: dict) -> torch.Tensor:
+        """How many tokens the batch's loss is a mean over: its weight in a mean over several batches."""
+        return batch["tgt_keep"].sum()
 
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step with the fraction of training done."""
