@@ -39,6 +39,15 @@ def test_grayscale_is_replicated_for_three_channel_encoders():
     assert out.shape == (2, 3, 8, 8) and torch.allclose(out[:, 0] * 0.229 + 0.485, x[:, 0])
 
 
+def test_pixels_baseline_is_pooled_grey_levels():
+    enc = zoo.load("pixels:4")
+    x = torch.rand(2, 1, 224, 224)
+    feats = enc.features(enc.normalise(x))
+    assert (enc.img_size, enc.in_chans, feats.shape) == (224, 1, (2, 16))
+    assert torch.allclose(feats[:, 0], (x[:, 0, :56, :56].mean((1, 2)) - 0.5) / 0.25, atol=1e-5)  # top-left cell
+    assert enc.fingerprint != zoo.load("pixels:8").fingerprint  # each grid has its own feature cache
+
+
 def test_effnet_lite0_real_weights_see_espresso():
     enc = zoo.load("effnet-lite0")
     img = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
@@ -60,6 +69,8 @@ def test_effnet_lite0_real_weights_see_espresso():
     ("dinov9:x", ConfigError, r"encoder 'dinov9:x': expected one of"),
     ("effnet-lite0:big", ConfigError, r"expected one of"),
     ("random:no_such_arch", ConfigError, r"random:no_such_arch: unknown timm architecture"),
+    ("pixels:0", ConfigError, r"encoder 'pixels:0': pixels:K takes a grid size K from 1 to 64"),
+    ("pixels:eight", ConfigError, r"pixels:K takes a grid size"),
 ])
 def test_missing_weights_and_bad_specs_say_what_is_expected(spec, error, message):
     with pytest.raises(error, match=message):

@@ -200,7 +200,7 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoders", help="comma-separated specs: usjepa:PATH, timm:NAME@FILE, hf:DIR, usfm:PATH, "
-                                      "urfm:PATH, effnet-lite0, random:ARCH_OR_EXPORT_DIR")
+                                      "urfm:PATH, effnet-lite0, random:ARCH_OR_EXPORT_DIR, pixels:K")
     p.add_argument("--tasks", default="all", help="'all' (the paper's 8), 'synthus', or comma-separated names/folders")
     p.add_argument("--protocol", default="linear", help=f"comma-separated: {','.join(PROTOCOLS)}")
     p.add_argument("--data-root", help="folder holding the UltraBench / SynthUS task folders")

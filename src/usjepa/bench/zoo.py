@@ -1,7 +1,7 @@
 """The encoder zoo: spec strings -> frozen encoders that declare input size, channels, normalisation and pooling.
 
-Specs: usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR.
-Nothing is downloaded: every weights file is local.
+Specs: usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR,
+and pixels:K (no learned features at all). Nothing is downloaded: every weights file is local.
 """
 from __future__ import annotations
 
@@ -123,12 +123,13 @@ def tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
 def load(spec: str) -> Encoder:
     """Build the encoder a spec string names; errors name the missing file and where weights are published."""
     kind, _, arg = spec.partition(":")
-    builders = {"usjepa": _usjepa, "timm": _timm, "hf": _hf, "usfm": _usfm, "urfm": _urfm, "random": _random}
+    builders = {"usjepa": _usjepa, "timm": _timm, "hf": _hf, "usfm": _usfm, "urfm": _urfm, "random": _random,
+                "pixels": _pixels}
     if kind == "effnet-lite0" and (not arg or arg.isdigit()):
         return _effnet(spec, int(arg or 224))
     if kind not in builders or not arg:
         raise ConfigError(f"encoder '{spec}': expected one of usjepa:PATH, timm:NAME@WEIGHTS, hf:DIR, usfm:PATH, "
-                          "urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR")
+                          "urfm:PATH, effnet-lite0[:SIZE], random:ARCH_OR_EXPORT_DIR, pixels:K")
     return builders[kind](spec, arg)
 
 
@@ -239,3 +240,24 @@ def _hf(spec: str, path: str) -> Encoder:
     sha = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest() if weights else None
     return Encoder(spec, model, "hf", int(img_size), 3, tuple(pre.get("image_mean", IMAGENET_MEAN)),
                    tuple(pre.get("image_std", IMAGENET_STD)), "cls", ("cls", "mean", "cls+mean", "last4"), sha)
+
+
+class PooledPixels(nn.Module):
+    """Image intensity average-pooled to a k x k grid: what a task needs no learned features for."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.register_buffer("grid", torch.tensor(k))  # part of the fingerprint, so each k has its own cache
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.adaptive_avg_pool2d(x, int(self.grid))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = True) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def _pixels(spec: str, arg: str) -> Encoder:
+    """pixels:K, a featureless baseline: a linear probe on K x K pooled grey levels (of 224 px images)."""
+    if not arg.isdigit() or not 1 <= int(arg) <= 64:
+        raise ConfigError(f"encoder '{spec}': pixels:K takes a grid size K from 1 to 64, e.g. pixels:8")
+    return Encoder(spec, PooledPixels(int(arg)), "cnn", 224, 1, (0.5,), (0.25,), "head", ("head",))
