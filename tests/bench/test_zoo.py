@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -107,3 +108,33 @@ def test_fingerprint_sees_one_changed_byte(export_dir, tmp_path):
     weights.write_bytes(bytes(raw))
     after = zoo.load(f"usjepa:{copy}")
     assert after.fingerprint != before.fingerprint and after.weights_sha256 != before.weights_sha256
+
+
+def test_usfm_release_layout_loads_as_usfm_fine_tunes_it(tmp_path):
+    """BEiT pretraining layout: one shared relative-position table, a final norm, MIM-only tensors, a wrapper prefix."""
+    beit = dict(pretrained=False, num_classes=0, use_abs_pos_emb=False, use_rel_pos_bias=False, use_shared_rel_pos_bias=True)
+    torch.manual_seed(0)
+    pre = timm.create_model("beit_base_patch16_224", global_pool="token", **beit)
+    with torch.no_grad():
+        pre.rel_pos_bias.relative_position_bias_table.normal_()  # zeros at init: make copying it matter
+    release = {f"net.backbone.{k}": v for k, v in pre.state_dict().items()}
+    release |= {"net.backbone.mask_token": torch.zeros(1, 1, 768), "net.backbone.lm_head.weight": torch.zeros(8, 768)}
+    save_file(release, str(tmp_path / "usfm.safetensors"))
+    enc = zoo.load(f"usfm:{tmp_path / 'usfm.safetensors'}")
+    ref = timm.create_model("beit_base_patch16_224", global_pool="avg", **beit).eval()  # mean pooling, fresh fc_norm
+    missing, _ = ref.load_state_dict({k: v for k, v in pre.state_dict().items() if not k.startswith("norm.")}, strict=False)
+    assert missing == ["fc_norm.weight", "fc_norm.bias"]
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(enc.features(x), ref.forward_head(ref.forward_features(x), pre_logits=True), atol=1e-4)
+
+
+def test_urfm_weights_under_a_wrapper_load_with_mae_tensors_dropped(tmp_path):
+    vit = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0).eval()
+    sd = {f"module.{k}": v for k, v in vit.state_dict().items()}
+    sd |= {"module.mask_token": torch.zeros(1, 1, 768), "module.decoder_embed.weight": torch.zeros(4, 768)}
+    torch.save({"model": sd, "epoch": 400}, tmp_path / "urfm.pth")
+    enc = zoo.load(f"urfm:{tmp_path / 'urfm.pth'}")
+    x = torch.rand(1, 3, 224, 224)
+    with torch.inference_mode():
+        assert torch.allclose(enc.features(x, "mean"), vit.forward_features(x)[:, 1:].mean(1), atol=1e-5)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,15 +163,16 @@ def _timm(spec: str, arg: str) -> Encoder:
                    tuple(card["std"]), "head", _token_poolings(model) if kind == "vit" else ("head",), card["weights_sha256"])
 
 
-def _vit_b(spec: str, path: str, arch: str, pooling: str, **kwargs) -> Encoder:
+def _vit_b(spec: str, path: str, arch: str, pooling: str,
+           remap: Callable[[dict, nn.Module], dict] = lambda sd, model: sd, **kwargs) -> Encoder:
     """USFM (BEiT-style ViT-B, relative position bias, layer-scale, mean pooling) or URFM (ViT-B/16)."""
     family = spec.partition(":")[0]
     if not Path(path).is_file():
         raise CheckpointError(f"{spec}: weights file {path} not found; expected the {family.upper()} ViT-B/16 weights "
                               f"as .safetensors or a weights-only .pth (published at {PUBLISHED[family]})")
-    sd = state_dict_from(load_weights(path, f"{family.upper()} weights"), path)
+    sd = _backbone_keys(state_dict_from(load_weights(path, f"{family.upper()} weights"), path))
     model = timm.create_model(arch, pretrained=False, num_classes=0, **kwargs)
-    sd = {k: v for k, v in sd.items() if not k.startswith(("head.", "fc.", "decoder", "mask_token"))}
+    sd = remap({k: v for k, v in sd.items() if not k.startswith(("head.", "fc.", "decoder", "mask_token", "lm_head"))}, model)
     try:
         model.load_state_dict(sd, strict=True)
     except RuntimeError as e:
@@ -178,8 +180,31 @@ def _vit_b(spec: str, path: str, arch: str, pooling: str, **kwargs) -> Encoder:
     return Encoder(spec, model, "vit", 224, 3, IMAGENET_MEAN, IMAGENET_STD, pooling, _token_poolings(model), file_sha256(path))
 
 
+def _backbone_keys(sd: dict) -> dict:
+    """Keys relative to the ViT: a wrapper's prefix (module., net.backbone., encoder., ...) is read off cls_token."""
+    prefix = next((k[: -len("cls_token")] for k in sd if k.endswith("cls_token")), "")
+    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+
+
+def _usfm_layout(sd: dict, model: nn.Module) -> dict:
+    """USFM's BEiT pretraining layout -> timm's Beit with mean pooling, as USFM's own fine-tuning code loads it.
+
+    The one shared relative-position table is copied into every block; position-index buffers are rebuilt;
+    pretraining's final norm gives way to a fresh fc_norm under mean pooling (a probe standardises its affine away).
+    """
+    shared = sd.pop("rel_pos_bias.relative_position_bias_table", None)
+    if shared is not None:
+        for i in range(len(model.blocks)):
+            sd.setdefault(f"blocks.{i}.attn.relative_position_bias_table", shared.clone())
+    sd = {k: v for k, v in sd.items() if "relative_position_index" not in k}
+    if "fc_norm.weight" not in sd:
+        sd = {k: v for k, v in sd.items() if not k.startswith("norm.")}
+        sd |= {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}
+    return sd
+
+
 def _usfm(spec: str, path: str) -> Encoder:
-    return _vit_b(spec, path, "beit_base_patch16_224", "head", use_abs_pos_emb=False, use_rel_pos_bias=True)
+    return _vit_b(spec, path, "beit_base_patch16_224", "head", _usfm_layout, use_abs_pos_emb=False, use_rel_pos_bias=True)
 
 
 def _urfm(spec: str, path: str) -> Encoder:
