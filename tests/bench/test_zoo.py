@@ -1,5 +1,9 @@
-"""Encoder zoo: usjepa exports, random baselines, EfficientNet-Lite0's real weights, and the error messages."""
+"""Encoder zoo: usjepa exports, random and pixel baselines, EfficientNet-Lite0's real weights, the USFM, URFM and
+DINO layouts, and the error messages."""
 from __future__ import annotations
+
+import json
+import sys
 
 import pytest
 import timm
@@ -78,13 +82,36 @@ def test_missing_weights_and_bad_specs_say_what_is_expected(spec, error, message
         zoo.load(spec)
 
 
-def test_hf_without_transformers_is_a_clear_error(tmp_path):
+def test_hf_without_transformers_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match="need the `transformers` package, which is not installed"):
-            zoo.load(f"hf:{tmp_path}")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
+    with pytest.raises(ConfigError, match="need the `transformers` package, which is not installed"):
+        zoo.load(f"hf:{tmp_path}")
+
+
+@pytest.mark.parametrize("family, registers", [("dinov2", 0), ("dinov3", 4)])
+def test_hf_dino_saved_locally_loads_with_its_input_size_and_register_tokens(tmp_path, family, registers):
+    import transformers  # in the test extra
+    small = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
+    if family == "dinov2":
+        model = transformers.Dinov2Model(transformers.Dinov2Config(image_size=28, patch_size=14, **small))
+    else:
+        model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(image_size=32, patch_size=16,
+                                                                        num_register_tokens=registers, **small))
+    model.eval().save_pretrained(tmp_path)
+    size = model.config.image_size
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"crop_size": {"height": size, "width": size}, "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.2, 0.2]}))
+    enc = zoo.load(f"hf:{tmp_path}")
+    assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (size, 3, (0.4, 0.5, 0.6), "cls")
+    x = torch.rand(2, 3, size, size)
+    with torch.inference_mode():
+        tokens = model(pixel_values=x).last_hidden_state
+        assert torch.allclose(enc.features(x, "cls"), tokens[:, 0], atol=1e-5)
+        assert torch.allclose(enc.features(x, "mean"), tokens[:, 1 + registers:].mean(1), atol=1e-5)  # patches only
+        last4 = enc.features(x, "last4")
+        assert last4.shape == (2, 4 * 2 * 32)
+        assert torch.allclose(last4[:, -64:], torch.cat([tokens[:, 0], tokens[:, 1 + registers:].mean(1)], 1), atol=1e-5)
 
 
 def test_weights_that_do_not_fit_name_the_tensor(tmp_path):

@@ -21,7 +21,7 @@ from usjepa.bench.zoo import Encoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, Sample, read_record
 
-FEATURES_VERSION = 1  # bump when the extraction code changes what it computes
+FEATURES_VERSION = 2  # bump when the extraction code changes what it computes (2: hf: lastK through the final norm)
 
 
 @lru_cache(maxsize=512)  # corrupted test sets and later encoders decode the same files again

@@ -85,10 +85,12 @@ class Encoder:
         return self.model.forward_features(x) if self.kind == "vit" else self.model(pixel_values=x).last_hidden_state
 
     def _last_blocks(self, x: torch.Tensor, k: int) -> list[tuple[torch.Tensor, int]]:
-        """(tokens, number of prefix tokens) of each of the last k blocks."""
+        """(tokens, number of prefix tokens) of each of the last k blocks, through the final norm (as DINOv2's own
+        linear evaluation takes them)."""
         if self.kind == "hf":
             hidden = self.model(pixel_values=x, output_hidden_states=True).hidden_states
-            return [(h, self._n_prefix()) for h in hidden[-k:]]
+            norm = getattr(self.model, "layernorm", None) or getattr(self.model, "norm", None) or nn.Identity()
+            return [(norm(h), self._n_prefix()) for h in hidden[-k:]]
         blocks = self.model.forward_intermediates(x, indices=k, return_prefix_tokens=True, norm=True,
                                                   output_fmt="NLC", intermediates_only=True)
         return [(torch.cat([prefix, patches], 1), prefix.shape[1]) for patches, prefix in blocks]
