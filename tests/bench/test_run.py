@@ -143,3 +143,10 @@ def test_finetune_uses_layer_wise_lr_decay(inputs):
     scales = sorted({g["lr_scale"] for g in opt.param_groups})
     assert scales == [0.5 ** k for k in (4, 3, 2, 1, 0)]  # deeper blocks learn faster; head and final norm at 1
     assert max(g["lr"] for g in opt.param_groups) == pytest.approx(1e-3)
+
+
+def test_device_cuda_without_a_gpu_is_a_clear_error(inputs, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    rc, _, err = _bench(capsys, "--encoders", "pixels:4", "--tasks", "synthus_lesion", "--data-root", str(inputs["data"]),
+                        "--out", str(tmp_path / "out"), "--seeds", "1", "--device", "cuda")
+    assert rc == 2 and "'cuda' was requested but no CUDA GPU is available" in err and "Traceback" not in err

@@ -59,7 +59,8 @@ def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, 
 
 def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
             batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
-    """Features [N, D] (float32) of ``records``, in order. Decoding runs single-threaded, the encoder as configured."""
+    """Features [N, D] (float32, on the CPU) of ``records``, in order. Decoding runs single-threaded, the encoder on
+    its device, without autocast."""
     out = []
     batches = iter(loader(records, enc.img_size, batch_size, workers, corruption))
     with torch.inference_mode(), tqdm(total=len(records), desc=desc, leave=False, disable=None) as bar:
@@ -68,7 +69,8 @@ def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple
                 batch = next(batches, None)
             if batch is None:
                 return torch.cat(out)
-            out.append(enc.features(enc.normalise(batch[0]), pooling).float())
+            x = batch[0].to(enc.device, non_blocking=True)
+            out.append(enc.features(enc.normalise(x), pooling).float().cpu())
             bar.update(len(batch[0]))
 
 

@@ -37,8 +37,8 @@ class Classifier(nn.Module):
         super().__init__()
         self.enc, self.pooling = enc, pooling
         self.backbone = enc.model.requires_grad_(True)  # registered, so parameters() and train() reach it
-        dim = enc.features(torch.zeros(1, enc.in_chans, enc.img_size, enc.img_size), pooling).shape[1]
-        self.head = nn.Linear(dim, n_classes)
+        dim = enc.features(torch.zeros(1, enc.in_chans, enc.img_size, enc.img_size, device=enc.device), pooling).shape[1]
+        self.head = nn.Linear(dim, n_classes, device=enc.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.enc.features(self.enc.normalise(x), self.pooling))
@@ -57,7 +57,7 @@ def _optimizer(model: Classifier, cfg: FinetuneConfig) -> torch.optim.AdamW:
 def _predict(model: Classifier, batches) -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     with torch.inference_mode():
-        out = [(model(x).softmax(-1), y) for x, y in batches]
+        out = [(model(x.to(model.enc.device)).softmax(-1).cpu(), y) for x, y in batches]
     return torch.cat([p for p, _ in out]).numpy(), torch.cat([y for _, y in out]).numpy()
 
 
@@ -76,7 +76,7 @@ def finetune(enc: Encoder, task: Task, seed: int, pooling: str, cfg: FinetuneCon
         for x, y in train:
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * g["lr_scale"] * 0.5 * (1 + math.cos(math.pi * step / total))
-            loss = nn.functional.cross_entropy(model(x), y)
+            loss = nn.functional.cross_entropy(model(x.to(enc.device)), y.to(enc.device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

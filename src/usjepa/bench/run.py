@@ -29,6 +29,7 @@ from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
 from usjepa.bench.tasks import Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
+from usjepa.distributed import pick_device
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
@@ -55,6 +56,7 @@ class BenchConfig:
     batch_size: int = 32  # feature extraction
     workers: int = 0
     threads: int = 0  # torch threads for the encoders; 0: one per core (on a shared CPU, 1 is often faster)
+    device: str = "auto"  # where encoders run (extraction, fine-tuning): auto (a GPU when there is one), cpu, cuda
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
@@ -94,9 +96,10 @@ def _run(cfg: BenchConfig) -> dict:
     start, out = time.perf_counter(), Path(cfg.out)
     cache = Cache(None if cfg.cache is None else Path(cfg.cache or out / "cache"))
     loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction) for t in cfg.tasks]  # data faults first
+    device = pick_device(cfg.device)
     rows, embeddings, enc_info = [], {}, {}
     for spec in cfg.encoders:
-        enc = zoo.load(spec)
+        enc = zoo.load(spec).to(device)
         pooling = cfg.pooling or enc.pooling
         enc_info[spec] = {"fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256, "img_size": enc.img_size,
                           "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std, "pooling": pooling}
@@ -212,6 +215,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--threads", type=int, default=0, help="torch threads for the encoders (0: one per core; on a "
                                                            "CPU shared with other jobs, 1 is often faster)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="where the encoders run (auto: a GPU when there is one)")
     p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
@@ -232,7 +237,8 @@ def run(args: argparse.Namespace) -> int:
         [s.strip() for s in args.encoders.split(",") if s.strip()], args.tasks, args.out, data_root=args.data_root,
         protocols=[p.strip() for p in args.protocol.split(",")], seeds=args.seeds,
         fractions=[float(f) for f in args.fractions.split(",")], lrs=[float(v) for v in args.lrs.split(",")],
-        pooling=args.pooling, workers=args.workers, threads=args.threads, cache=None if args.no_cache else args.cache,
+        pooling=args.pooling, workers=args.workers, threads=args.threads, device=args.device,
+        cache=None if args.no_cache else args.cache,
         finetune=FinetuneConfig(epochs=args.finetune_epochs))
     cache = results["provenance"]["cache"]
     print(f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "

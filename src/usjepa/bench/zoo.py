@@ -43,6 +43,7 @@ class Encoder:
     poolings: tuple[str, ...]
     weights_sha256: str | None = None  # of the weights file, when there is one
     fingerprint: str = field(init=False)  # of the weight tensors: keys the feature cache, checked by --verify
+    device: torch.device = field(init=False, default=torch.device("cpu"))
 
     def __post_init__(self) -> None:
         self.model.eval().requires_grad_(False)
@@ -51,12 +52,18 @@ class Encoder:
         self.fingerprint = tensors_sha256(self.model.state_dict())
         self._check_input()
 
+    def to(self, device: torch.device) -> Encoder:
+        """Run on ``device`` (inputs are moved there by whoever feeds it)."""
+        self.model.to(device)
+        self.device = device
+        return self
+
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """[B, 1 or C, S, S] in [0, 1] -> the encoder's channels and normalisation."""
         if x.shape[1] != self.in_chans:
             x = x.expand(-1, self.in_chans, -1, -1) if x.shape[1] == 1 else x.mean(1, keepdim=True)
-        mean = torch.tensor(self.mean, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, dtype=x.dtype).view(1, -1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
 
     def features(self, x: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
