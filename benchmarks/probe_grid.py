@@ -7,7 +7,8 @@ The features are overlapping Gaussian classes, or with --task and --encoder an e
 of a task's train and validation splits.
 
   python benchmarks/probe_grid.py [--n-train 600] [--dim 192] [--classes 3] [--repeats 3]
-  python benchmarks/probe_grid.py --task runs/demo/synthus/tasks/lesion --encoder usjepa:runs/demo/salt
+  python benchmarks/probe_grid.py --task runs/demo/synthus/synthus_lesion --encoder usjepa:runs/demo/salt/export
+  python benchmarks/probe_grid.py --device cuda --dim 768      # on a GPU: the heads cost about what one does
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--task", help="a task name or folder (with --encoder): probe its real frozen features")
     p.add_argument("--encoder", help="an encoder spec, as for usjepa bench")
+    p.add_argument("--device", default="cpu", help="where the probes train (cpu, cuda)")
     a = p.parse_args()
     if bool(a.task) != bool(a.encoder):
         p.error("--task and --encoder go together")
@@ -61,16 +63,16 @@ def main() -> None:
     batched_s, sequential_s = [], []
     for _ in range(a.repeats):
         t = time.perf_counter()
-        together = fit(xtr, ytr, xva, yva, a.classes, heads)
+        together = fit(xtr, ytr, xva, yva, a.classes, heads, device=a.device)
         batched_s.append(time.perf_counter() - t)
         t = time.perf_counter()
-        alone = [fit(xtr, ytr, xva, yva, a.classes, [h]) for h in heads]
+        alone = [fit(xtr, ytr, xva, yva, a.classes, [h], device=a.device) for h in heads]
         sequential_s.append(time.perf_counter() - t)
     same = all(p.best_epoch[0] == together.best_epoch[i] and torch.allclose(p.weight[0], together.weight[i], atol=1e-5)
                for i, p in enumerate(alone))
     epochs = together.epochs_run
     source = f"{a.encoder} on {a.task}" if a.task else "Gaussian"
-    print(f"features ({source}): {len(xtr)} train x {xtr.shape[1]} dims, {a.classes} classes; {len(heads)} heads "
+    print(f"features ({source}): {len(xtr)} train x {xtr.shape[1]} dims, {a.classes} classes, on {a.device}; {len(heads)} heads "
           f"(5 seeds x fractions {FRACTIONS}); epochs run per head {min(epochs)}-{max(epochs)} "
           f"(sum {sum(epochs)}, max {max(epochs)})")
     print(f"batched (1 fit, 25 heads):    {min(batched_s):.2f} s")

@@ -71,7 +71,7 @@ def fewshot_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Macro-F1 of each row of pred [H, N] against y [N], over the classes present in y or pred (as sklearn)."""
-    rows = torch.arange(len(pred)).view(-1, 1) * n_classes * n_classes
+    rows = torch.arange(len(pred), device=pred.device).view(-1, 1) * n_classes * n_classes
     conf = torch.bincount((rows + y * n_classes + pred).view(-1), minlength=len(pred) * n_classes ** 2)
     conf = conf.view(-1, n_classes, n_classes).double()
     tp = conf.diagonal(dim1=1, dim2=2)
@@ -109,15 +109,19 @@ def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], ca
 
 
 class _Heads:
-    """The heads still training: weights [h, C, D+1] (bias last), AdamW moments, and each head's batch stream."""
+    """The heads still training: weights [h, C, D+1] (bias last), AdamW moments, and each head's batch stream.
 
-    def __init__(self, heads: list[Head], y: np.ndarray, n_classes: int, dim: int):
-        self.ids = torch.arange(len(heads))
+    Initialisation and batch streams come from CPU generators, so a head trains alike on any device.
+    """
+
+    def __init__(self, heads: list[Head], y: np.ndarray, n_classes: int, dim: int, device: torch.device):
+        self.ids = torch.arange(len(heads), device=device)
         self.gens = [torch.Generator().manual_seed(h.seed) for h in heads]
         bound = 1 / math.sqrt(dim)  # nn.Linear's initialisation
-        self.w = torch.stack([torch.empty(n_classes, dim + 1).uniform_(-bound, bound, generator=g) for g in self.gens])
+        self.w = torch.stack([torch.empty(n_classes, dim + 1).uniform_(-bound, bound, generator=g)
+                              for g in self.gens]).to(device)
         self.m, self.v = torch.zeros_like(self.w), torch.zeros_like(self.w)
-        self.lr = torch.tensor([h.lr for h in heads]).view(-1, 1, 1)
+        self.lr = torch.tensor([h.lr for h in heads], device=device).view(-1, 1, 1)
         self.subsets = [torch.from_numpy(fewshot_subset(y, h.fraction, h.seed)) for h in heads]
         self.carry = [torch.zeros(0, dtype=torch.long) for _ in heads]
 
@@ -129,30 +133,38 @@ class _Heads:
 
 
 def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
-        heads: list[Head], cfg: ProbeConfig = ProbeConfig()) -> Probes:
+        heads: list[Head], cfg: ProbeConfig = ProbeConfig(), device: torch.device | str = "cpu") -> Probes:
     """Train every head together on (train, val); keep each head's best epoch by validation macro-F1.
 
     Every head gets the full probe's step budget: an epoch is ceil(N_train / batch) steps, drawn from the head's
     own label subset (few-shot heads cycle through theirs), so all heads share one schedule and one loop.
-    Runs single-threaded: these ops are too small to gain from threads, and lose much on a shared machine.
+    Runs on ``device`` (the returned probes are on the CPU); on the CPU single-threaded: these ops are too small
+    to gain from threads, and lose much on a shared machine.
     """
+    device = torch.device(device)
+    x_train, y_train, x_val, y_val = (t.to(device) for t in (x_train, y_train, x_val, y_val))
     with torch_threads(1):
-        return _fit(x_train, y_train, x_val, y_val, n_classes, heads, cfg)
+        probes = _fit(x_train, y_train, x_val, y_val, n_classes, heads, cfg)
+    for name in ("weight", "bias", "mean", "std"):
+        setattr(probes, name, getattr(probes, name).cpu())
+    return probes
 
 
 def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg: ProbeConfig) -> Probes:
+    dev = x_train.device
     mean, std = standardisation(x_train)
-    xs = torch.cat([(x_train - mean) / std, torch.ones(len(x_train), 1)], 1)  # a constant column holds the bias
-    xv = torch.cat([(x_val - mean) / std, torch.ones(len(x_val), 1)], 1)
-    live = _Heads(heads, y_train.numpy(), n_classes, xs.shape[1] - 1)
+    xs = torch.cat([(x_train - mean) / std, torch.ones(len(x_train), 1, device=dev)], 1)  # a constant column: the bias
+    xv = torch.cat([(x_val - mean) / std, torch.ones(len(x_val), 1, device=dev)], 1)
+    live = _Heads(heads, y_train.cpu().numpy(), n_classes, xs.shape[1] - 1, dev)
     best_w = live.w.clone()
-    best_f1, best_epoch, bad, epochs_run = torch.full((len(heads),), -1.0, dtype=torch.float64), *(torch.zeros(len(heads), dtype=torch.long) for _ in range(3))
+    best_f1 = torch.full((len(heads),), -1.0, dtype=torch.float64, device=dev)
+    best_epoch, bad, epochs_run = (torch.zeros(len(heads), dtype=torch.long, device=dev) for _ in range(3))
     steps = math.ceil(len(xs) / cfg.batch_size)
     total = cfg.max_epochs * steps
     for epoch in range(1, cfg.max_epochs + 1):
-        sched = _batch_schedule(live.subsets, live.gens, live.carry, steps, cfg.batch_size)
+        sched = _batch_schedule(live.subsets, live.gens, live.carry, steps, cfg.batch_size).to(dev)
         targets = y_train[sched].view(steps, -1, 1, cfg.batch_size)
-        minus_one = torch.full((len(live.ids), 1, cfg.batch_size), -1.0)
+        minus_one = torch.full((len(live.ids), 1, cfg.batch_size), -1.0, device=dev)
         for k in range(steps):
             t = (epoch - 1) * steps + k
             xb = xs.index_select(0, sched[k]).view(len(live.ids), cfg.batch_size, -1)

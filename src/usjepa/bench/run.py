@@ -156,7 +156,7 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
     x = {s: _features(cfg, cache, enc, task, pooling, s) for s in ("train", "val")}
     y = {s: torch.from_numpy(task.labels(s)) for s in ("train", "val")}
     heads = [Head(seed, f, lr) for seed in range(cfg.seeds) for f in _fractions(cfg) for lr in cfg.lrs]
-    probes = fit(x["train"], y["train"], x["val"], y["val"], task.n_classes, heads, cfg.probe)
+    probes = fit(x["train"], y["train"], x["val"], y["val"], task.n_classes, heads, cfg.probe, enc.device)
     chosen = select(probes)  # every choice is made by now; test features are read only below
     y_test = task.labels("test")
     proba = probes.proba(_features(cfg, cache, enc, task, pooling, "test"))[chosen].numpy()

@@ -1,0 +1,29 @@
+"""The benchmark scripts that a GPU session runs unattended: a CPU smoke run of each, so they cannot rot."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def test_gpu_step_reports_throughput_flops_and_mfu_per_stage():
+    out = _run("gpu_step.py", "--device", "cpu", "--config", "tiny", "--batch", "8", "--steps", "2", "--warmup", "1",
+               "--peak-tflops", "1")
+    rows = dict(re.findall(r"^(salt|vpixel)\s+(.+)$", out, re.M))
+    assert set(rows) == {"salt", "vpixel"}
+    for cols in rows.values():
+        img_s, ms, gflop, mfu = (float(v) for v in cols.split()[:4])
+        assert img_s > 0 and gflop > 0 and abs(mfu - 100 * gflop / 1e3 / (ms / 1e3)) < 0.03 * mfu  # peak: 1 TFLOP/s
+    assert float(rows["salt"].split()[2]) > float(rows["vpixel"].split()[2])  # SALT adds the frozen teacher's forward
+
+
+def test_probe_grid_batched_heads_end_as_if_trained_alone():
+    out = _run("probe_grid.py", "--repeats", "1", "--n-train", "200")
+    assert "identical results: True" in out and re.search(r"speed-up: \d+\.\dx", out)
