@@ -56,7 +56,7 @@ class BenchConfig:
     batch_size: int = 32  # feature extraction
     workers: int = 0
     threads: int = 0  # torch threads for the encoders; 0: one per core (on a shared CPU, 1 is often faster)
-    device: str = "auto"  # where encoders run (extraction, fine-tuning): auto (a GPU when there is one), cpu, cuda
+    device: str = "auto"  # where encoders and probes run: auto (a GPU when there is one), cpu, cuda
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
@@ -216,7 +216,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads for the encoders (0: one per core; on a "
                                                            "CPU shared with other jobs, 1 is often faster)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where the encoders run (auto: a GPU when there is one)")
+                   help="where the encoders and probes run (auto: a GPU when there is one)")
     p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
