@@ -1,9 +1,9 @@
 """The paper's pretraining steps on a GPU: images/s, model FLOPs utilisation (MFU) and peak memory.
 
 Stage 1 (V-Pixel teacher) and stage 2 (SALT student, frozen teacher) at the paper's recipe (ViT-B/16 at 224 px,
-batch 128, 12 x 384 predictor), run as the Trainer runs a step: bf16 autocast on CUDA, forward, backward,
-clipping, AdamW (foreach), the method's end-of-step hook. Masks are made before the timed region, as DataLoader
-workers would. FLOPs per step are counted once by torch's FlopCounterMode (forward + backward matmuls,
+batch 128, 12 x 384 predictor), run as the Trainer runs a step (step_throughput's EngineStep: bf16 autocast on
+CUDA, forward, backward, clipping, the finite check, AdamW, the method's end-of-step hook). Masks are made before
+the timed region, as DataLoader workers would. FLOPs per step are counted once by torch's FlopCounterMode (forward + backward matmuls,
 convolutions and attention); MFU = FLOPs/step x steps/s / the device's dense bf16 peak.
 
   python benchmarks/gpu_step.py                          # salt and vpixel, eager, on cuda
@@ -13,67 +13,18 @@ convolutions and attention); MFU = FLOPs/step x steps/s / the device's dense bf1
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from step_throughput import EngineStep, collated, fabricate_teacher  # the same engine step, teacher and masks
 from torch.utils.flop_counter import FlopCounterMode
 
-from usjepa.checkpoint import FORMAT, save_atomic
-from usjepa.config import load_config, to_dict
-from usjepa.masking import MaskCollator
+from usjepa.config import load_config
 from usjepa.methods import build_method
-from usjepa.train import param_groups
 
 PEAK_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.1}  # dense, SXM where it applies
-
-
-def stage1_run(config: str, tmp: Path) -> str:
-    """A stage-1 run directory holding a randomly initialised V-Pixel checkpoint of the config's size."""
-    cfg = load_config(config, ["method=vpixel"])
-    run = tmp / "stage1"
-    (run / "checkpoints").mkdir(parents=True)
-    state = {"format": FORMAT, "config": to_dict(cfg), "model": build_method(cfg).state_dict(), "step": 0, "epoch": 0}
-    save_atomic(state, run / "checkpoints" / "best.pt")
-    return str(run)
-
-
-def batches(method, n: int, device: torch.device) -> list[dict]:
-    """n collated batches of random images (throughput does not depend on content), already on the device."""
-    cfg = method.cfg
-    collate = MaskCollator(cfg.mask, cfg.data.img_size, method.encoder.patch_size, method.mask_kind)
-    out = []
-    for b in range(n):
-        g = torch.Generator().manual_seed(b)
-        items = [{"image": torch.rand(cfg.data.in_chans, cfg.data.img_size, cfg.data.img_size, generator=g),
-                  "scan_mask": torch.ones(cfg.data.img_size, cfg.data.img_size, dtype=torch.bool), "seed": b * 1000 + i}
-                 for i in range(cfg.optim.batch_size)]
-        out.append({k: v.to(device) for k, v in collate(items).items()})
-    return out
-
-
-class Step:
-    def __init__(self, method, compile: bool):
-        self.method, o = method.train(), method.cfg.optim
-        self.opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay,
-                                     foreach=True)
-        self.params = [p for g in self.opt.param_groups for p in g["params"]]
-        if compile and hasattr(method, "teacher"):  # dynamo cannot trace the teacher's inference_mode tensors
-            method.teacher.forward = torch.compiler.disable(method.teacher.forward)
-        self.model = torch.compile(method) if compile else method
-        cuda = next(method.parameters()).device.type == "cuda"
-        self.amp = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
-
-    def __call__(self, batch: dict) -> None:
-        with self.amp:
-            loss, _ = self.model(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, self.method.cfg.optim.clip_grad or float("inf"))
-        self.opt.step()
-        self.method.on_step_end(0.5)
-        self.opt.zero_grad(set_to_none=True)
 
 
 def sync(device: torch.device) -> None:
@@ -82,11 +33,13 @@ def sync(device: torch.device) -> None:
 
 
 def measure(name: str, method, args, device: torch.device, peak: float) -> None:
-    data, eager = batches(method, 4, device), Step(method, compile=False)
+    data = [{k: v.to(device) for k, v in b.items()}
+            for b in collated(method.cfg, method.mask_kind, 4, method.encoder.patch_size)]
+    eager = EngineStep(method)
     with FlopCounterMode(display=False) as counter:  # counted eagerly: compiled graphs hide their ops from it
         eager(data[0])
     flops = counter.get_total_flops()
-    step = Step(method, compile=True) if args.compile else eager
+    step = EngineStep(method, compile=True) if args.compile else eager
     for i in range(args.warmup):
         step(data[i % len(data)])
     if device.type == "cuda":
@@ -122,7 +75,7 @@ def main() -> None:
           f"{'compiled' if args.compile else 'eager'}; {args.steps} timed steps after {args.warmup}")
     print(f"{'method':<8}{'img/s':>10}{'ms/step':>10}{'GFLOP/step':>12}{'MFU %':>8}{'peak GiB':>10}")
     with tempfile.TemporaryDirectory() as tmp:
-        teacher = stage1_run(args.config, Path(tmp))
+        teacher = fabricate_teacher(Path(tmp), load_config(args.config, ["method=vpixel"]))
         for method_name in ("salt", "vpixel"):
             overrides = [f"method={method_name}", f"teacher.source={teacher}", f"optim.batch_size={args.batch}"]
             torch.manual_seed(0)

@@ -20,6 +20,7 @@ Peers, re-implemented here from their public code:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import math
 import statistics
@@ -59,9 +60,9 @@ def usjepa_config(method: str, teacher: str = "", extra: tuple = ()):
     return load_config("salt_vitb16", SETUP + [f"method={method}", f"teacher.source={teacher}", *extra])
 
 
-def fabricate_teacher(tmp: Path) -> str:
-    """A stage-1 run directory holding a randomly initialised V-Pixel ViT-T/16 checkpoint."""
-    cfg = usjepa_config("vpixel")
+def fabricate_teacher(tmp: Path, cfg=None) -> str:
+    """A stage-1 run directory holding a randomly initialised V-Pixel checkpoint (of ``cfg``; default ViT-T/16)."""
+    cfg = cfg or usjepa_config("vpixel")
     run = tmp / "stage1"
     (run / "checkpoints").mkdir(parents=True)
     state = {"format": FORMAT, "config": to_dict(cfg), "model": build_method(cfg).state_dict(), "step": 0, "epoch": 0}
@@ -69,22 +70,25 @@ def fabricate_teacher(tmp: Path) -> str:
     return str(run)
 
 
-def images(b: int) -> list[dict]:
+def images(b: int, size: int = IMG, chans: int = 1, n: int = BATCH) -> list[dict]:
     """One batch of dataset items (random pixels; throughput does not depend on content)."""
     g = torch.Generator().manual_seed(b)
-    return [{"image": torch.rand(1, IMG, IMG, generator=g), "scan_mask": torch.ones(IMG, IMG, dtype=torch.bool),
-             "seed": b * BATCH + i} for i in range(BATCH)]
+    return [{"image": torch.rand(chans, size, size, generator=g), "scan_mask": torch.ones(size, size, dtype=torch.bool),
+             "seed": b * n + i} for i in range(n)]
 
 
-def collated(cfg, kind: str, n: int) -> list[dict]:
-    collate = MaskCollator(cfg.mask, IMG, PATCH, kind)
-    return [collate(images(b)) for b in range(n)]
+def collated(cfg, kind: str, n: int, patch: int = PATCH) -> list[dict]:
+    """n collated batches at the config's image size, channels and batch size."""
+    d = cfg.data
+    collate = MaskCollator(cfg.mask, d.img_size, patch, kind)
+    return [collate(images(b, d.img_size, d.in_chans, cfg.optim.batch_size)) for b in range(n)]
 
 
 class EngineStep:
-    """usjepa's step as Trainer._train_step + _apply_step run it in one CPU process without accumulation (so the
-    loss-token weight is 1): forward, backward, clip, the finite check (the step's one host sync), AdamW, the
-    method's end-of-step hook."""
+    """usjepa's step as Trainer._train_step + _apply_step run it in one process without accumulation (so the
+    loss-token weight is 1): forward (bf16 autocast on CUDA), backward, clip, the finite check (the step's one
+    host sync), AdamW, the method's end-of-step hook. Compiled, the teacher stays eager: dynamo cannot trace its
+    inference_mode tensors."""
 
     def __init__(self, method, sync: bool = True, compile: bool = False, **adamw):
         self.method, self.sync = method.train(), sync
@@ -92,10 +96,15 @@ class EngineStep:
         adamw = {"foreach": True} | adamw  # as the Trainer builds it
         self.opt = torch.optim.AdamW(param_groups(method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, **adamw)
         self.params = [p for g in self.opt.param_groups for p in g["params"]]
+        if compile and hasattr(method, "teacher"):
+            method.teacher.forward = torch.compiler.disable(method.teacher.forward)
         self.model = torch.compile(method) if compile else method
+        cuda = self.params[0].device.type == "cuda"
+        self.amp = torch.autocast("cuda", torch.bfloat16) if cuda else contextlib.nullcontext()
 
     def __call__(self, batch: dict) -> None:
-        loss, _ = self.model(batch)
+        with self.amp:
+            loss, _ = self.model(batch)
         loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.params, self.method.cfg.optim.clip_grad)
         if not self.sync or torch.isfinite(norm + loss).item():
@@ -351,10 +360,8 @@ def main() -> None:
         salt = lambda: build_method(salt_cfg)  # noqa: E731
         batches = collated(salt_cfg, "multiblock", args.batches)
         ref = f"salt (engine: {salt_cfg.mask.pad_mode}, SDPA, 1 pass)"
-        if args.compile:  # the teacher stays eager: dynamo cannot trace its inference_mode tensors
-            compiled = salt()
-            compiled.teacher.forward = torch.compiler.disable(compiled.teacher.forward)
-            variants = {ref: (EngineStep(salt()), batches), "torch.compile (teacher eager)": (EngineStep(compiled, compile=True), batches)}
+        if args.compile:
+            variants = {ref: (EngineStep(salt()), batches), "torch.compile (teacher eager)": (EngineStep(salt(), compile=True), batches)}
         elif args.ideas:
             per_block = salt()
             per_block.forward = lambda b: salt_per_block_forward(per_block, b)
