@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import os
 import signal
@@ -10,13 +9,13 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from usjepa.checkpoint import FORMAT, load_checkpoint, save_atomic
 from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
 from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
+from usjepa.engine import StepEngine
 from usjepa.errors import CheckpointError, UsjepaError
 from usjepa.export import export_run
 from usjepa.masking import MaskCollator
@@ -42,15 +41,6 @@ class Preempted:
 
     def restore(self):
         signal.signal(signal.SIGTERM, self._old)
-
-
-def param_groups(method: Method) -> list[dict]:
-    """AdamW groups: weight decay on matrices, none on biases, norms and 1-d parameters."""
-    decay, no_decay = [], []
-    for p in method.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [{"params": decay, "wd_scale": 1.0}, {"params": no_decay, "wd_scale": 0.0, "weight_decay": 0.0}]
 
 
 def prepare_run_dir(cfg: Config, main: bool) -> Path:
@@ -95,12 +85,8 @@ class Trainer:
             raise ConfigError(f"data: too few samples for one step of global batch {o.batch_size} on {world} process(es)")
         self.total = o.epochs * self.steps_per_epoch
         self.warmup = round(o.warmup_epochs * self.steps_per_epoch)
-        self.optimizer = torch.optim.AdamW(param_groups(self.method), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay,
-                                           foreach=True)
-        self.model = DDP(self.method) if world > 1 else self.method
-        if cfg.compile:
-            self.model = torch.compile(self.model)
-        self.amp = torch.autocast("cuda", torch.bfloat16) if self.d.device.type == "cuda" else contextlib.nullcontext()
+        self.engine = StepEngine(self.method, world, cfg.compile)
+        self.optimizer = self.engine.optimizer
         self.step, self.epoch, self.bad, self.best_val = 0, 0, 0, float("inf")
         self._resume()
 
@@ -168,44 +154,8 @@ class Trainer:
     def _set_schedules(self) -> tuple[float, float]:
         lr = learning_rate(self.cfg.optim, self.step, self.total, self.warmup)
         wd = weight_decay(self.cfg.optim, self.step, self.total)
-        for g in self.optimizer.param_groups:
-            g["lr"] = lr
-            g["weight_decay"] = wd * g["wd_scale"]
+        self.engine.set_schedules(lr, wd)
         return lr, wd
-
-    def _to_device(self, batch: dict) -> dict:
-        return {k: v.to(self.d.device, non_blocking=True) for k, v in batch.items()}
-
-    def _train_step(self, micro: list[dict]) -> torch.Tensor:
-        """Forward/backward over the micro-batches; returns this rank's share of the loss (on device, no host sync).
-
-        Each micro-batch's mean is weighted by its loss tokens over the step's tokens on all ranks, so the gradient
-        (DDP averages over ranks) is the mean over every loss token of the global batch, whatever the world size
-        and accumulation: padding and USrc's in-fan targets make token counts differ between samples.
-        """
-        tokens = torch.stack([self.method.loss_tokens(b) for b in micro]).to(self.d.device, torch.float32)
-        weights = tokens * self.d.world / all_reduce_sum(tokens.sum()).clamp_min(1.0)
-        total = torch.zeros((), device=self.d.device)
-        for i, batch in enumerate(micro):
-            sync = i == len(micro) - 1 or not isinstance(self.model, DDP)
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.amp:
-                loss, _ = self.model(self._to_device(batch))
-            (loss * weights[i]).backward()
-            total += loss.detach() * weights[i]
-        return total
-
-    def _apply_step(self, loss: torch.Tensor, preempt: Preempted) -> tuple[bool, bool]:
-        """Clip and step unless the loss or a gradient is non-finite; returns (stepped, preempted).
-        Both flags go through one all-reduce, so every rank takes the same decisions."""
-        params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.optim.clip_grad or float("inf"))
-        flags = torch.stack([(~torch.isfinite(norm + loss)).float(), norm.new_tensor(float(preempt.flag))])
-        bad, stop = all_reduce_sum(flags).tolist()  # the one host sync per step
-        if not bad:
-            self.optimizer.step()
-            self.method.on_step_end((self.step + 1) / self.total)
-        self.optimizer.zero_grad(set_to_none=True)
-        return not bad, bool(stop)
 
     # ---- validation -------------------------------------------------------------------------
     @torch.no_grad()
@@ -214,8 +164,8 @@ class Trainer:
         self.val_loader.set_epoch(0)  # the same masks every epoch, so losses are comparable
         acc = torch.zeros(2, device=self.d.device)
         for batch in self.val_loader:
-            with self.amp:
-                loss, _ = self.method(self._to_device(batch))
+            with self.engine.amp:
+                loss, _ = self.method(self.engine.to_device(batch))
             n = self.method.loss_tokens(batch).to(self.d.device, torch.float32)
             acc += torch.stack([loss.float() * n, n])  # a mean over every loss token of the split
         self.method.train()
@@ -235,9 +185,8 @@ class Trainer:
             if len(micro) < o.accum_steps:
                 continue
             lr, wd = self._set_schedules()
-            loss = self._train_step(micro)
+            loss, stepped, preempted = self.engine.step(micro, (self.step + 1) / self.total, preempt.flag)
             micro = []
-            stepped, preempted = self._apply_step(loss, preempt)
             if stepped:
                 self.bad, run_loss, n_ok = 0, run_loss + loss, n_ok + 1
             else:

@@ -5,7 +5,7 @@ import torch
 from usjepa.config import load_config
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method
-from usjepa.train import param_groups
+from usjepa.engine import param_groups
 
 
 def _batch(method, n=4, seed=0):
