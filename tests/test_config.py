@@ -23,7 +23,7 @@ def test_base_inheritance_and_overrides():
     (["optim.lr=fast"], "optim.lr: expected a number, got 'fast'"),
     (["optim.epochs=2.5"], "optim.epochs: expected an integer, got 2.5"),
     (["optim.lr=-1e-4"], "optim.lr: must be > 0, got -0.0001"),
-    (["method=simclr"], "method: expected one of ['salt', 'vpixel', 'ijepa', 'mae'], got 'simclr'"),
+    (["method=simclr"], "method: expected one of ['ijepa', 'mae', 'salt', 'vpixel'], got 'simclr'"),
     (["mask.tgt_scale=[0.2]"], "mask.tgt_scale: expected a list of 2 values"),
     (["method=salt", "teacher.source="], "teacher.source: method 'salt' needs a frozen teacher"),
 ])

@@ -14,7 +14,7 @@ COMMANDS = {
     "demo": ("usjepa.demo", "simulate, pretrain, compare and benchmark end to end"),
     "simulate": ("usjepa.data.synthus", "write the SynthUS benchmark and pretraining corpus"),
     "ingest": ("usjepa.data.ingest", "preprocess real ultrasound into WebDataset shards"),
-    "pretrain": ("usjepa.train", "pretrain with salt, vpixel, ijepa or mae"),
+    "pretrain": ("usjepa.train", "pretrain a backbone with a registered method (listed by usjepa pretrain --help)"),
     "export": ("usjepa.export", "export a run's backbone as timm-loadable safetensors"),
     "bench": ("usjepa.bench.run", "benchmark frozen encoders on UltraBench-layout tasks"),
 }

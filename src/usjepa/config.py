@@ -102,7 +102,7 @@ class OptimConfig:
 
 @dataclass
 class Config:
-    method: Literal["salt", "vpixel", "ijepa", "mae"] = "salt"
+    method: str = "salt"  # a registered method (usjepa.methods.METHODS)
     out: str = "runs/pretrain"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -287,8 +287,9 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: {msg}")
     if cfg.optim.batch_size % cfg.optim.accum_steps:
         raise ConfigError("optim.batch_size: must be divisible by optim.accum_steps")
-    if cfg.method == "salt" and not cfg.teacher.source:
-        raise ConfigError("teacher.source: method 'salt' needs a frozen teacher (a stage-1 run, an export, or timm:NAME@FILE)")
+    from usjepa.methods import method_class  # imported here: the methods build on this module
+
+    method_class(cfg.method).check_config(cfg)
 
 
 def to_dict(cfg) -> dict:

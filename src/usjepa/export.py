@@ -21,6 +21,8 @@ BACKBONE = "encoder.vit."  # every method keeps the backbone it exports under th
 
 
 def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
+    from usjepa.methods import method_class  # imported here: the methods import this module's constants
+
     cfg = config_from_dict(ckpt["config"])
     vit = create_vit(cfg.model.arch, **vit_kwargs(cfg))
     sd = {k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}
@@ -38,7 +40,7 @@ def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
         "mean": list(STUDENT_MEAN) * cfg.data.in_chans,
         "std": list(STUDENT_STD) * cfg.data.in_chans,
         "method": cfg.method,
-        "role": "teacher" if cfg.method == "vpixel" else "student",
+        "role": method_class(cfg.method).export_role,
         "training": {
             "step": ckpt["step"], "epoch": ckpt["epoch"], "best_val_loss": ckpt.get("best_val"),
             "global_batch_size": cfg.optim.batch_size, "seed": cfg.seed,

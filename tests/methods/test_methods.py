@@ -1,11 +1,12 @@
 import copy
 
+import pytest
 import torch
 
 from usjepa.config import load_config
+from usjepa.engine import param_groups
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method
-from usjepa.engine import param_groups
 
 
 def _batch(method, n=4, seed=0):
@@ -62,3 +63,22 @@ def test_pixel_methods_reconstruct_patches(tiny_overrides):
         assert 0.5 < loss.item() < 3.0  # normalised pixels, random decoder
         loss.backward()
         assert m.decoder.proj.weight.grad is not None and m.encoder.vit.patch_embed.proj.weight.grad is not None
+
+
+def test_the_registry_is_the_one_list_of_methods():
+    """Every method module registers itself; configs are checked against the registry and its hooks."""
+    from usjepa.config import load_config
+    from usjepa.errors import ConfigError
+    from usjepa.methods import METHODS, method_class
+    from usjepa.methods.base import Method, register
+
+    assert sorted(METHODS) == ["ijepa", "mae", "salt", "vpixel"]
+    assert {n: c.export_role for n, c in METHODS.items()} == {
+        "ijepa": "student", "mae": "student", "salt": "student", "vpixel": "teacher"}
+    with pytest.raises(ConfigError, match=r"method: expected one of \['ijepa', 'mae', 'salt', 'vpixel'\], got 'x'"):
+        method_class("x")
+    with pytest.raises(ConfigError, match="teacher.source: method 'salt' needs a frozen teacher"):
+        load_config("tiny", ["method=salt"])
+    assert load_config("tiny", ["method=ijepa"]).method == "ijepa"  # ijepa's targets need no teacher
+    with pytest.raises(RuntimeError, match="method 'mae' is registered twice"):
+        register("mae")(type("Other", (Method,), {}))

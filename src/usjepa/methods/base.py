@@ -15,10 +15,35 @@ def masked_mean(per_token: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (per_token * keep).sum() / keep.sum().clamp_min(1.0)
 
 
+METHODS: dict[str, type[Method]] = {}  # name (the config's ``method``) -> class, filled by @register
+
+
+def register(name: str):
+    """Class decorator: make a Method subclass available as ``method: name`` in configs."""
+
+    def add(cls: type[Method]) -> type[Method]:
+        if name in METHODS:
+            raise RuntimeError(f"method '{name}' is registered twice ({METHODS[name].__name__}, {cls.__name__})")
+        METHODS[name] = cls
+        return cls
+
+    return add
+
+
 class Method(nn.Module):
-    """A pretraining objective on the shared loop. ``encoder`` is the backbone that gets exported."""
+    """A pretraining objective on the shared loop. ``encoder`` is the backbone that gets exported.
+
+    Class-level hooks: ``mask_kind`` (the collator's masks), ``export_role`` (written to the export card:
+    "teacher" for a stage-1 backbone meant to teach, "student" otherwise) and ``check_config`` (faults of a
+    config for this method, raised as ConfigError before any work).
+    """
 
     mask_kind = "multiblock"
+    export_role = "student"
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """Raise ConfigError, naming the key, for a config this method cannot train."""
 
     def __init__(self, cfg: Config):
         super().__init__()

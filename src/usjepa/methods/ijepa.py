@@ -7,10 +7,16 @@ import torch
 import torch.nn.functional as F
 
 from usjepa.config import Config
+from usjepa.methods.base import register
 from usjepa.methods.salt import SALT
 
 
+@register("ijepa")
 class IJEPA(SALT):
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        """No teacher to check: the targets come from an EMA copy of the student."""
+
     def build_targets(self, cfg: Config) -> int:
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         return self.encoder.embed_dim

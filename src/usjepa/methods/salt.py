@@ -5,13 +5,21 @@ import torch
 import torch.nn.functional as F
 
 from usjepa.config import Config
-from usjepa.methods.base import Method, masked_mean
+from usjepa.errors import ConfigError
+from usjepa.methods.base import Method, masked_mean, register
 from usjepa.models.encoder import gather
 from usjepa.models.predictor import Predictor
 from usjepa.models.teacher import load_teacher
 
 
+@register("salt")
 class SALT(Method):
+    @classmethod
+    def check_config(cls, cfg: Config) -> None:
+        if not cfg.teacher.source:
+            raise ConfigError(f"teacher.source: method '{cfg.method}' needs a frozen teacher "
+                              "(a stage-1 run, an export, or timm:NAME@FILE)")
+
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         m = cfg.model

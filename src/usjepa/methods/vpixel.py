@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from usjepa.config import Config
-from usjepa.methods.base import Method, masked_mean
+from usjepa.methods.base import Method, masked_mean, register
 from usjepa.models.encoder import gather
 from usjepa.models.predictor import Predictor
 
@@ -16,7 +16,10 @@ def patchify(img: torch.Tensor, p: int) -> torch.Tensor:
     return x.permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
 
 
+@register("vpixel")
 class VPixel(Method):
+    export_role = "teacher"  # SALT's stage 1
+
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         m, p = cfg.model, self.encoder.patch_size
