@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 
 from usjepa.errors import ConfigError
+from usjepa.methods import method_class
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 
@@ -102,7 +103,7 @@ class OptimConfig:
 
 @dataclass
 class Config:
-    method: str = "salt"  # a registered method (usjepa.methods.METHODS)
+    method: str = "salt"  # a registered method: usjepa.methods.method_names()
     out: str = "runs/pretrain"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -287,8 +288,6 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: {msg}")
     if cfg.optim.batch_size % cfg.optim.accum_steps:
         raise ConfigError("optim.batch_size: must be divisible by optim.accum_steps")
-    from usjepa.methods import method_class  # imported here: the methods build on this module
-
     method_class(cfg.method).check_config(cfg)
 
 

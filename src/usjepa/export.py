@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 from usjepa.checkpoint import find_checkpoint, load_checkpoint
 from usjepa.config import config_from_dict
 from usjepa.errors import CheckpointError
+from usjepa.methods import method_class
 from usjepa.models.encoder import create_vit, vit_kwargs
 from usjepa.weights import file_sha256, load_weights, state_dict_from
 
@@ -21,8 +22,6 @@ BACKBONE = "encoder.vit."  # every method keeps the backbone it exports under th
 
 
 def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
-    from usjepa.methods import method_class  # imported here: the methods import this module's constants
-
     cfg = config_from_dict(ckpt["config"])
     vit = create_vit(cfg.model.arch, **vit_kwargs(cfg))
     sd = {k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}

@@ -19,7 +19,8 @@ from usjepa.engine import StepEngine
 from usjepa.errors import CheckpointError, UsjepaError
 from usjepa.export import export_run
 from usjepa.masking import MaskCollator
-from usjepa.methods import METHODS, Method, build_method
+from usjepa.methods import build_method, method_names
+from usjepa.methods.base import Method
 from usjepa.schedules import learning_rate, weight_decay
 
 METRICS = ["step", "epoch", "lr", "wd", "loss", "val_loss", "img_per_s", "bad_steps"]
@@ -269,7 +270,7 @@ def train(cfg: Config) -> dict:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = f"methods (the config's method=): {', '.join(sorted(METHODS))}"
+    p.epilog = f"methods (the config's method=): {', '.join(method_names())}"
     p.add_argument("--config", required=True, help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.sources=[dir1,dir2]")
 

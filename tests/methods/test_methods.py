@@ -69,11 +69,11 @@ def test_the_registry_is_the_one_list_of_methods():
     """Every method module registers itself; configs are checked against the registry and its hooks."""
     from usjepa.config import load_config
     from usjepa.errors import ConfigError
-    from usjepa.methods import METHODS, method_class
-    from usjepa.methods.base import Method, register
+    from usjepa.methods import method_class, method_names, register
+    from usjepa.methods.base import Method
 
-    assert sorted(METHODS) == ["ijepa", "mae", "salt", "vpixel"]
-    assert {n: c.export_role for n, c in METHODS.items()} == {
+    assert method_names() == ["ijepa", "mae", "salt", "vpixel"]
+    assert {n: method_class(n).export_role for n in method_names()} == {
         "ijepa": "student", "mae": "student", "salt": "student", "vpixel": "teacher"}
     with pytest.raises(ConfigError, match=r"method: expected one of \['ijepa', 'mae', 'salt', 'vpixel'\], got 'x'"):
         method_class("x")

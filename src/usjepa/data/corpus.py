@@ -24,7 +24,8 @@ from usjepa.config import Config
 from usjepa.data.augment import augment
 from usjepa.data.preprocess import PreprocessConfig, preprocess
 from usjepa.data.sample import Sample
-from usjepa.data.sources import Source, open_source
+from usjepa.data.source import Source
+from usjepa.data.sources import open_source
 from usjepa.errors import DataError
 
 log = logging.getLogger("usjepa.data")

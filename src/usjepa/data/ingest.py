@@ -22,7 +22,8 @@ from usjepa.data.decode import to_gray
 from usjepa.data.preprocess import PreprocessConfig, estimate_scan_mask, hamming, phash, preprocess
 from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
-from usjepa.data.sources import Source, file_kind, open_source
+from usjepa.data.source import Source
+from usjepa.data.sources import file_kind, open_source
 from usjepa.errors import DataError
 
 STATE, REPORT = "ingest_state.json", "skipped.tsv"

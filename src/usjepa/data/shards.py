@@ -19,7 +19,7 @@ import webdataset as wds
 from PIL import Image
 
 from usjepa.data.sample import Sample
-from usjepa.data.sources import Item, Options, Source
+from usjepa.data.source import Item, Options, Source
 from usjepa.errors import DataError
 
 IMAGE, MASK, META = "png", "mask.png", "json"

@@ -1,9 +1,8 @@
-"""Readers of every input kind, all yielding :class:`usjepa.data.sample.Sample`.
+"""Readers of files, folders, manifests, DICOMs, videos and UltraBench folders, and ``open_source``, the one
+factory of sources (shards are read by :mod:`usjepa.data.shards`; both build on :mod:`usjepa.data.source`).
 
 A source is a list of lightweight items (one per image or sampled cine/video frame) that is listed
-without decoding pixels, and decoded one item at a time with :meth:`Source.load`. Listing faults
-(an unreadable DICOM header, an unknown file type) are kept in ``Source.faults`` instead of raised,
-so that one bad file never stops a run.
+without decoding pixels, and decoded one item at a time with ``Source.load``.
 
 A source spec is a path with optional ``?key=value&...`` options:
 ``organ`` (anatomy tag, for organ weighting), ``name`` (source name), ``fps`` (cine frame-rate cap),
@@ -13,15 +12,12 @@ shards (``dir/*.tar``, ``dir/{000..009}.tar``).
 """
 from __future__ import annotations
 
-import copy
 import csv
 import functools
 import glob
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import parse_qsl
 
 import av
@@ -33,59 +29,20 @@ from pydicom.pixels import apply_color_lut, pixel_array
 
 from usjepa.data.decode import read_image, read_mask
 from usjepa.data.sample import Sample
+from usjepa.data.shards import ShardSource
+from usjepa.data.source import DEFAULT_FPS, DEFAULT_MAX_FRAMES, Item, Options, Source
 from usjepa.data.ultrabench import layout_of, load_ultrabench, read_record
 from usjepa.errors import DataError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv"}
 DICOM_EXTS = {".dcm", ".dicom"}
-DEFAULT_FPS = 3.0  # UltraBench's POCUS rule: 3 frames per second ...
-DEFAULT_MAX_FRAMES = 30  # ... up to 30 frames per clip
 
 
-@dataclass
-class Item:
-    """One decodable unit: a file, or one frame of a cine/video."""
-
-    path: Path
-    frame: int = -1  # -1: a still image
-    label: int = -1
-    group: str = ""  # patient or clip id; frames of one file share it
-    mask: Path | None = None
-    extra: dict = field(default_factory=dict)
-
-
-@dataclass
-class Options:
-    name: str
-    organ: str = "unknown"
-    fps: float = DEFAULT_FPS
-    max_frames: int = DEFAULT_MAX_FRAMES
-
-
-class Source:
-    """Items listed up front; ``load(i)`` decodes item ``i`` into a Sample (or raises DataError)."""
+class FileSource(Source):
+    """Image, DICOM and video files (and frames of them), each with an optional scan-mask file."""
 
     kind = "files"
-
-    def __init__(self, items: list[Item], opts: Options, faults: list[tuple[str, str]] | None = None):
-        self.items = items
-        self.opts = opts
-        self.faults = faults or []
-
-    @property
-    def name(self) -> str:
-        return self.opts.name
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __iter__(self) -> Iterator[Sample]:
-        return (self.load(i) for i in range(len(self)))
-
-    def group(self, i: int) -> str:
-        it = self.items[i]
-        return it.group or str(it.path)
 
     def load(self, i: int) -> Sample:
         it = self.items[i]
@@ -94,24 +51,6 @@ class Source:
         if mask.shape != img.shape[:2]:
             raise DataError(f"{it.mask}: scan mask shape {mask.shape} differs from its image {it.path} {img.shape[:2]}")
         return Sample(img, mask, it.label, self._meta(it))
-
-    def _meta(self, it: Item) -> dict:
-        return {"source": self.name, "organ": self.opts.organ, "group": it.group or str(it.path),
-                "frame": it.frame, "path": str(it.path), "has_mask": it.mask is not None} | it.extra
-
-    def by_source(self) -> list[Source]:
-        """One source per original dataset (shards may hold several), in first-seen order."""
-        names = dict.fromkeys(it.extra.get("source", self.name) for it in self.items)
-        if len(names) <= 1:
-            return [self]
-        out = []
-        for name in names:
-            sub = copy.copy(self)
-            sub.items = [it for it in self.items if it.extra.get("source", self.name) == name]
-            sub.opts = Options(name, sub.items[0].extra.get("organ", self.opts.organ), self.opts.fps, self.opts.max_frames)
-            sub.faults = []
-            out.append(sub)
-        return out
 
 
 class UltraBenchSource(Source):
@@ -189,7 +128,7 @@ def folder_source(root: Path, opts: Options) -> Source:
             items += list_file(p, opts, label)
         except DataError as e:
             faults.append((str(p), str(e)))
-    return Source(items, opts, faults)
+    return FileSource(items, opts, faults)
 
 
 def manifest_source(path: Path, opts: Options) -> Source:
@@ -220,14 +159,14 @@ def manifest_source(path: Path, opts: Options) -> Source:
         mask = path.parent / r["scan_mask"] if r.get("scan_mask") else None
         extra = {"organ": r["organ"]} if r.get("organ") else {}
         items += [Item(it.path, it.frame, it.label, it.group, mask, extra) for it in listed]
-    return Source(items, opts, faults)
+    return FileSource(items, opts, faults)
 
 
 def single_file_source(p: Path, opts: Options) -> Source:
     try:
-        return Source(list_file(p, opts), opts)
+        return FileSource(list_file(p, opts), opts)
     except DataError as e:
-        return Source([], opts, [(str(p), str(e))])
+        return FileSource([], opts, [(str(p), str(e))])
 
 
 # ---- decoding ------------------------------------------------------------------------------------------
@@ -275,7 +214,8 @@ def read_dicom(p: Path, frame: int = 0) -> np.ndarray:
         if ds.PhotometricInterpretation == "PALETTE COLOR":
             a = apply_color_lut(a, ds)
     except IndexError:
-        raise DataError(f"{p}: frame {frame} out of range (the file has {ds.get('NumberOfFrames', 1)} frames)") from None
+        n = ds.get("NumberOfFrames", 1)
+        raise DataError(f"{p}: frame {frame} out of range (the file has {n} frames)") from None
     except Exception as e:  # pixel decoders raise many types (truncated data, codec faults, bad headers)
         raise DataError(f"{p}: cannot decode DICOM pixel data ({type(e).__name__}: {e})") from None
     a = _dicom_to_uint8(a, ds)
@@ -354,8 +294,6 @@ def is_ultrabench(folder: Path) -> bool:
 
 def open_source(spec: str) -> Source:
     """Detect the kind of ``spec`` and open it (listing only; pixels are decoded on ``load``)."""
-    from usjepa.data.shards import ShardSource  # shards build on this module
-
     path, opts = parse_spec(spec)
     p = Path(path)
     if glob.has_magic(path) or "{" in path or path.endswith(".tar"):

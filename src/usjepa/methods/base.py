@@ -15,21 +15,6 @@ def masked_mean(per_token: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (per_token * keep).sum() / keep.sum().clamp_min(1.0)
 
 
-METHODS: dict[str, type[Method]] = {}  # name (the config's ``method``) -> class, filled by @register
-
-
-def register(name: str):
-    """Class decorator: make a Method subclass available as ``method: name`` in configs."""
-
-    def add(cls: type[Method]) -> type[Method]:
-        if name in METHODS:
-            raise RuntimeError(f"method '{name}' is registered twice ({METHODS[name].__name__}, {cls.__name__})")
-        METHODS[name] = cls
-        return cls
-
-    return add
-
-
 class Method(nn.Module):
     """A pretraining objective on the shared loop. ``encoder`` is the backbone that gets exported.
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from usjepa.config import Config
-from usjepa.methods.base import register
+from usjepa.methods import register
 from usjepa.methods.salt import SALT
 
 

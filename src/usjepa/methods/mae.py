@@ -1,6 +1,6 @@
 """Pixel MAE: the pixel comparator, V-Pixel's objective with random 75 % masking instead of blocks."""
 
-from usjepa.methods.base import register
+from usjepa.methods import register
 from usjepa.methods.vpixel import VPixel
 
 

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 
 from usjepa.config import Config
 from usjepa.errors import ConfigError
-from usjepa.methods.base import Method, masked_mean, register
+from usjepa.methods import register
+from usjepa.methods.base import Method, masked_mean
 from usjepa.models.encoder import gather
 from usjepa.models.predictor import Predictor
 from usjepa.models.teacher import load_teacher

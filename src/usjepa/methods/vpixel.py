@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from usjepa.config import Config
-from usjepa.methods.base import Method, masked_mean, register
+from usjepa.methods import register
+from usjepa.methods.base import Method, masked_mean
 from usjepa.models.encoder import gather
 from usjepa.models.predictor import Predictor
 
