@@ -1,12 +1,12 @@
-"""Atomic training checkpoints: written to a temporary file, flushed, then renamed over the old one."""
+"""Training checkpoints, written atomically (usjepa.atomic: temp file, fsync, rename, fsync of the folder)."""
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 
 import torch
 
+from usjepa.atomic import atomic_write
 from usjepa.errors import CheckpointError
 from usjepa.weights import load_weights
 
@@ -16,15 +16,10 @@ FORMAT = "usjepa-checkpoint/1"
 def save_atomic(obj: dict, path: str | Path) -> None:
     """Write ``obj`` to ``path`` so that a crash or a full disk never leaves a half-written file there."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         why = "the disk is full" if e.errno == errno.ENOSPC else e.strerror or str(e)
         raise CheckpointError(f"{path}: cannot write checkpoint ({why}); the previous checkpoint is kept") from None
 

@@ -1,5 +1,11 @@
 """`usjepa ingest` over a folder of good and bad files; interrupted and re-run."""
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -7,8 +13,11 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+import usjepa
 from usjepa.cli import main
 from usjepa.data import ingest
+from usjepa.data.shards import ShardSource
+from usjepa.data.source import Options
 from usjepa.data.sources import open_source
 
 BAD = {"corrupt.png": "corrupt or truncated", "truncated.dcm": "cannot decode DICOM", "zero.png": "empty file",
@@ -62,7 +71,7 @@ def test_interrupted_rerun_gives_same_shards(mixed, tmp_path, monkeypatch):
     def crash_on_second(path, samples):
         calls.append(path)
         if len(calls) == 2:
-            path.with_name(path.name + ".tmp").write_bytes(b"partial")
+            path.with_name(f".{path.name}.12345.tmp").write_bytes(b"partial")  # as a SIGKILL mid-write leaves it
             raise KeyboardInterrupt
         real(path, samples)
 
@@ -73,8 +82,59 @@ def test_interrupted_rerun_gives_same_shards(mixed, tmp_path, monkeypatch):
     monkeypatch.setattr(ingest, "write_shard", real)
     assert main(["ingest", str(mixed), "--out", str(tmp_path / "run"), *args]) == 0
     assert _tars(tmp_path / "run") == _tars(tmp_path / "ref")
-    assert not list((tmp_path / "run").glob("*.tmp"))
+    assert not list((tmp_path / "run").glob("*.tmp")) and not list((tmp_path / "run").glob(".*.tmp"))
     src = open_source(str(tmp_path / "run" / "*.tar"))
     assert len({it.extra["key"] for it in src.items}) == len(src) == 10
     assert (tmp_path / "run" / "skipped.tsv").read_text() == (tmp_path / "ref" / "skipped.tsv").read_text()
     assert main(["ingest", str(mixed), "--out", str(tmp_path / "run"), "--shard-size", "5"]) == 2  # other args
+
+
+def _listed_shards_read(out: Path) -> int:
+    """Every shard the state file lists exists and every sample in it decodes; returns how many it lists."""
+    state = json.loads((out / ingest.STATE).read_text())
+    listed = [out / f"shard-{i:06d}.tar" for i in range(state["shards"])]
+    for p in listed:
+        assert p.is_file(), f"{ingest.STATE} lists {p.name}, which is not on disk"
+        src = ShardSource([str(p)], Options(p.stem))
+        assert not src.faults and len(src) >= 1
+        assert all(src.load(i).image.size for i in range(len(src)))
+    return len(listed)
+
+
+def test_sigkill_mid_ingest_leaves_only_whole_listed_shards(tmp_path):
+    """Acceptance: SIGKILL ``usjepa ingest`` twice at arbitrary moments; each time every shard the state file
+    lists is on disk and reads; the re-run then finishes with the shards of an uninterrupted run."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        a = np.zeros((48, 48), np.uint8)
+        a[6:42, 6:42] = rng.integers(10, 250, (36, 36))
+        Image.fromarray(a).save(frames / f"f{i:03d}.png")
+    args = ["--shard-size", "1", "--size", "32"]
+    assert main(["ingest", str(frames), "--out", str(tmp_path / "ref"), *args]) == 0
+    out = tmp_path / "run"
+    env = os.environ | {"PYTHONPATH": str(Path(usjepa.__file__).parents[1])}
+    cmd = [sys.executable, "-m", "usjepa", "ingest", str(frames), "--out", str(out), *args]
+    seen = []
+    for target in (3, 3):  # at least this many more shards recorded before each kill
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        start = seen[-1] if seen else 0
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                state = json.loads((out / ingest.STATE).read_text())
+            except (OSError, json.JSONDecodeError):  # not written yet (an atomic write is never partial)
+                state = {"shards": 0, "done": False}
+            if state["shards"] >= start + target and not state["done"]:
+                time.sleep(rng.uniform(0, 0.05))  # land anywhere in the next shard's write
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+        assert proc.wait(timeout=60) == -signal.SIGKILL, f"ingest was not killed mid-run: {proc.stderr.read()}"
+        seen.append(_listed_shards_read(out))
+    assert seen[0] >= 3 and seen[1] >= seen[0] + 3
+    assert main(["ingest", str(frames), "--out", str(out), *args]) == 0
+    assert _listed_shards_read(out) == 60
+    assert _tars(out) == _tars(tmp_path / "ref")
+    assert not list(out.glob(".*.tmp"))

@@ -1,17 +1,19 @@
 """An on-disk content-addressed cache: a key (any JSON-able dict) -> tensors (safetensors) or JSON.
 
-Writes are atomic (temp file, then rename), so an interrupted run never leaves a half-written entry.
+Writes are atomic (usjepa.atomic: temp file, fsync, rename, fsync of the folder), so an interrupted run or a
+host crash never leaves a half-written entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
+
+from usjepa.atomic import atomic_write, atomic_write_text
 
 
 def key_hash(key: dict) -> str:
@@ -39,7 +41,9 @@ class Cache:
         self.misses += 1
         value = compute()
         if path is not None:
-            _atomic(path, lambda tmp: save_file({k: v.contiguous() for k, v in value.items()}, str(tmp)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as f:
+                f.write(save({k: v.contiguous() for k, v in value.items()}))
         return value
 
     def json(self, key: dict, compute: Callable[[], object]) -> object:
@@ -50,12 +54,7 @@ class Cache:
         self.misses += 1
         value = compute()
         if path is not None:
-            _atomic(path, lambda tmp: tmp.write_text(json.dumps(value)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(value))
         return value
 
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
 import numpy as np
 
+from usjepa.atomic import TMP_SUFFIX, atomic_write_text
 from usjepa.data.decode import to_gray
 from usjepa.data.preprocess import PreprocessConfig, estimate_scan_mask, hamming, phash, preprocess
 from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
-from usjepa.data.source import Source
+from usjepa.data.source import Item, Source
 from usjepa.data.sources import file_kind, open_source
 from usjepa.errors import DataError
 
@@ -31,7 +30,8 @@ STATE, REPORT = "ingest_state.json", "skipped.tsv"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("sources", nargs="+", metavar="SRC",
-                   help="folder, manifest, DICOM, video, UltraBench folder or shards; options as SRC?organ=liver&fps=3&max_frames=30")
+                   help="folder, manifest, DICOM, video, UltraBench folder or shards; "
+                   "options as SRC?organ=liver&fps=3&max_frames=30")
     p.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar, skipped.tsv and the resume state")
     p.add_argument("--size", type=int, default=256, help="output side in pixels (aspect kept, zero padding)")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (a clip is never split)")
@@ -48,6 +48,11 @@ def skip_reason(path: Path) -> str:
     if path.stat().st_size == 0:
         return "empty file"
     return "not an image" if file_kind(path) == "other" else "unreadable"
+
+
+def unit_key(it: Item, i: int) -> tuple:
+    """The frames of one clip share a key; a still image is a unit of its own."""
+    return it.path, i if it.frame < 0 else -1
 
 
 class Ingest:
@@ -69,14 +74,14 @@ class Ingest:
             raise DataError(f"{p}: {self.out} holds an ingest with other arguments ({state['args']}); "
                             f"use a new --out folder or delete it")
         self.state = state
-        for stale in self.out.glob("shard-*.tar*"):  # partial or written after the last recorded shard
-            if stale.suffix == ".tmp" or int(stale.stem.split("-")[1]) >= state["shards"]:
+        for stale in self.out.glob("shard-*.tar"):  # written after the last recorded shard
+            if int(stale.stem.split("-")[1]) >= state["shards"]:
                 stale.unlink()
+        for tmp in self.out.glob(f".*{TMP_SUFFIX}"):  # a write the kill interrupted
+            tmp.unlink()
 
     def save_state(self) -> None:
-        tmp = self.out / (STATE + ".tmp")
-        tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
-        os.replace(tmp, self.out / STATE)
+        atomic_write_text(self.out / STATE, json.dumps(self.state, indent=1, sort_keys=True))
 
     def stats(self, name: str) -> dict:
         return self.state["stats"].setdefault(name, {"read": 0, "kept": 0, "flagged": 0, "skipped": {}})
@@ -124,7 +129,8 @@ class Ingest:
                     self.skip(src.name, path, "blank frame", str(e))
                     continue
             if self.args["drop_flagged"] and s.meta.get("flagged"):
-                self.skip(src.name, path, "colour overlay >= 5%", f"{path}: frame {s.meta.get('frame')} flagged (colour)")
+                why = f"{path}: frame {s.meta.get('frame')} flagged (colour)"
+                self.skip(src.name, path, "colour overlay >= 5%", why)
                 continue
             if self.args["dedup"] and len(raw) > 1:
                 h = phash(s.image)
@@ -145,7 +151,7 @@ class Ingest:
                     self.skip(src.name, Path(path), skip_reason(Path(path)), why)
                 self.stats(src.name)
             start = i0 if si == s0 else 0
-            units = groupby(range(start, len(src)), key=lambda i: (src.items[i].path, i if src.items[i].frame < 0 else -1))
+            units = groupby(range(start, len(src)), key=lambda i: unit_key(src.items[i], i))
             for _, idx in units:
                 idx = list(idx)
                 self.unit(src, idx)

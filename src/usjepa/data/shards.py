@@ -1,8 +1,8 @@
 """WebDataset shards: one PNG image, one PNG scan mask and one JSON of metadata per sample.
 
-Writing goes through ``webdataset.TarWriter`` (fixed mtime, so a re-run writes identical bytes) to a
-temporary file renamed into place, so a shard on disk is always complete. Reading indexes each tar's
-members once (headers only) and then decodes any sample by offset: the corpus sampler can then give
+Writing goes through ``webdataset.TarWriter`` (fixed mtime, so a re-run writes identical bytes) and
+``usjepa.atomic.atomic_write``, so a shard on disk is always complete, even after a host crash. Reading indexes
+each tar's members once (headers only) and then decodes any sample by offset: the corpus sampler can then give
 every DDP rank its own disjoint, capped, epoch-seeded subset with exact resume, without reading the
 other ranks' samples.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
+from usjepa.atomic import atomic_write
 from usjepa.data.sample import Sample
 from usjepa.data.source import Item, Options, Source
 from usjepa.errors import DataError
@@ -39,12 +39,10 @@ def encode_sample(key: str, s: Sample) -> dict:
 
 
 def write_shard(path: Path, samples: list[dict]) -> None:
-    """Write encoded samples to ``path`` atomically (temp file, then rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f, wds.TarWriter(f, encoder=False, mtime=0) as w:
+    """Write encoded samples to ``path`` atomically (usjepa.atomic)."""
+    with atomic_write(path) as f, wds.TarWriter(f, encoder=False, mtime=0) as w:
         for s in samples:
             w.write(s)
-    os.replace(tmp, path)
 
 
 def index_tar(path: str) -> list[tuple[str, dict[str, tuple[int, int]], dict]]:
