@@ -1,10 +1,10 @@
 """The paper's pretraining steps on a GPU: images/s, model FLOPs utilisation (MFU) and peak memory.
 
 Stage 1 (V-Pixel teacher) and stage 2 (SALT student, frozen teacher) at the paper's recipe (ViT-B/16 at 224 px,
-batch 128, 12 x 384 predictor), run as the Trainer runs a step (step_throughput's EngineStep: bf16 autocast on
+batch 128, 12 x 384 predictor), run as the Trainer runs a step (usjepa.engine.StepEngine: bf16 autocast on
 CUDA, forward, backward, clipping, the finite check, AdamW, the method's end-of-step hook). Masks are made before
-the timed region, as DataLoader workers would. FLOPs per step are counted once by torch's FlopCounterMode (forward + backward matmuls,
-convolutions and attention); MFU = FLOPs/step x steps/s / the device's dense bf16 peak.
+the timed region, as DataLoader workers would. FLOPs per step are counted once by torch's FlopCounterMode
+(forward + backward matmuls, convolutions and attention); MFU = FLOPs/step x steps/s / the device's dense bf16 peak.
 
   python benchmarks/gpu_step.py                          # salt and vpixel, eager, on cuda
   python benchmarks/gpu_step.py --compile                # torch.compile'd (teacher eager)
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from step_throughput import EngineStep, collated, fabricate_teacher  # the same engine step, teacher and masks
 from torch.utils.flop_counter import FlopCounterMode
 
+from step_throughput import collated, engine_step, fabricate_teacher  # the same teacher and masks
 from usjepa.config import load_config
 from usjepa.methods import build_method
 
@@ -35,11 +35,11 @@ def sync(device: torch.device) -> None:
 def measure(name: str, method, args, device: torch.device, peak: float) -> None:
     data = [{k: v.to(device) for k, v in b.items()}
             for b in collated(method.cfg, method.mask_kind, 4, method.encoder.patch_size)]
-    eager = EngineStep(method)
+    eager = engine_step(method)
     with FlopCounterMode(display=False) as counter:  # counted eagerly: compiled graphs hide their ops from it
         eager(data[0])
     flops = counter.get_total_flops()
-    step = EngineStep(method, compile=True) if args.compile else eager
+    step = engine_step(method, compile=True) if args.compile else eager
     for i in range(args.warmup):
         step(data[i % len(data)])
     if device.type == "cuda":

@@ -6,7 +6,7 @@ percentile rescale, resize-pad), augmentations and multi-block mask collation --
 320x256 B-mode-like frames with fan masks, read from
   folder   an UltraBench-layout folder of raw PNGs (preprocessed in the workers), and
   shards   the same frames after ``usjepa ingest`` (preprocessed once, at ingest).
-The step figure is forward + backward + clip + AdamW of SALT (a frozen random V-Pixel teacher), with
+The step figure is the Trainer's step (usjepa.engine) of SALT (a frozen random V-Pixel teacher), with
 masks made beforehand. Both are batch / median time per batch after warm-up, measured in one run.
 
   python benchmarks/loader_throughput.py [--batches 12] [--workers 2]
@@ -28,9 +28,9 @@ from usjepa.checkpoint import FORMAT, save_atomic
 from usjepa.config import load_config, to_dict
 from usjepa.data import ingest
 from usjepa.data.corpus import build_pretrain_loader
+from usjepa.engine import StepEngine
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method
-from usjepa.train import param_groups
 
 H, W, N_IMAGES = 256, 320, 400
 
@@ -92,9 +92,7 @@ def loader_rate(cfg, collate, n_batches: int) -> float:
 
 def step_rate(cfg, collate, n_batches: int) -> float:
     torch.manual_seed(0)
-    method = build_method(cfg).train()
-    opt = torch.optim.AdamW(param_groups(method), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    params = [p for g in opt.param_groups for p in g["params"]]
+    engine = StepEngine(build_method(cfg).train())
     g = torch.Generator().manual_seed(0)
     s = cfg.data.img_size
     batches = [collate([{"image": torch.rand(1, s, s, generator=g), "scan_mask": torch.ones(s, s, dtype=torch.bool),
@@ -102,12 +100,7 @@ def step_rate(cfg, collate, n_batches: int) -> float:
     times = []
     for k in range(n_batches + 2):
         t = time.perf_counter()
-        loss, _ = method(batches[k % 4])
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.optim.clip_grad)
-        opt.step()
-        method.on_step_end(0.5)
-        opt.zero_grad(set_to_none=True)
+        engine.step([batches[k % 4]])
         times.append(time.perf_counter() - t)
     return cfg.optim.batch_size / statistics.median(times[2:])
 

@@ -6,10 +6,10 @@ patch and pads, with an attention mask so padding is never attended to. This scr
   1. at the paper's masks on the 14 x 14 grid (ViT-B/16 or ViT-T/16 at 224): the share of context and
      target patches that truncation throws away, and the share of slots that padding spends on padding;
   2. SALT step img/s for both modes (setup of step_throughput.py: ViT-T/16, predictor 6 x 192, batch 32,
-     fp32, 2 threads), interleaved with I-JEPA's own step (the reference of the throughput goal), same
-     masks for both modes, and the target patches per second each mode puts in the loss.
+     fp32, 2 threads), same masks for both modes, and the target patches per second each mode puts in the
+     loss; with --ijepa-src, interleaved with the official I-JEPA step (the reference of the throughput goal).
 
-  python benchmarks/mask_padding.py [--steps 10]
+  python benchmarks/mask_padding.py [--steps 10] [--ijepa-src /work/peers/ijepa]
 """
 from __future__ import annotations
 
@@ -20,13 +20,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from step_throughput import (BATCH, EngineStep, IJepaRefStep, bench, collated, fabricate_teacher, ijepa_batches, table,
-                             usjepa_config)
+from peers import IJepaStep
+from step_throughput import (
+    BATCH,
+    DEPTH,
+    DIM,
+    IJEPA,
+    bench,
+    collated,
+    engine_step,
+    fabricate_teacher,
+    table,
+    usjepa_config,
+)
 from usjepa.config import MaskConfig
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method
-
-REF = "ijepa-ref (facebookresearch)"
 
 
 def token_budget(n_batches: int = 200) -> tuple[dict, dict]:
@@ -59,6 +68,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--batches", type=int, default=4)
+    p.add_argument("--ijepa-src", metavar="DIR", help="a checkout of facebookresearch/ijepa (52c1ae9)")
     args = p.parse_args()
     torch.set_num_threads(2)
 
@@ -74,16 +84,19 @@ def main() -> None:
         teacher = fabricate_teacher(Path(tmp))
         for mode in ("pad", "truncate"):
             cfg = usjepa_config("salt", teacher, (f"mask.pad_mode={mode}",))
-            variants[f"salt, {mode}"] = (EngineStep(build_method(cfg)), collated(cfg, "multiblock", args.batches))
+            variants[f"salt, {mode}"] = (engine_step(build_method(cfg)), collated(cfg, "multiblock", args.batches))
         kept = {k: sum(int(b["tgt_keep"].sum()) for b in v[1]) / len(v[1]) / BATCH for k, v in variants.items()}
-        variants[REF] = (IJepaRefStep(), ijepa_batches(cfg.mask, args.batches))  # the goal is set against it
+        if args.ijepa_src:  # the goal is set against it
+            ijepa = IJepaStep(args.ijepa_src, cfg.mask, DEPTH, DIM)
+            variants[IJEPA] = (ijepa, ijepa.batches(args.batches, BATCH))
         ips = bench(variants, args.steps, args.warmup)
     table(f"SALT step, median of {args.steps} steps after {args.warmup} warm-up, interleaved", ips, "salt, pad")
     print(f"\n{'':<36}{'targets/img':>12}{'targets/s':>12}   (target patches in the loss)")
     for k, n in kept.items():
         print(f"{k:<36}{n:12.1f}{n * ips[k][0]:12.0f}")
-    print(f"\nsalt / {REF}: pad {ips['salt, pad'][0] / ips[REF][0]:.2f}, "
-          f"truncate {ips['salt, truncate'][0] / ips[REF][0]:.2f}   (goal >= 1.75)")
+    if IJEPA in ips:
+        print(f"\nsalt / {IJEPA}: pad {ips['salt, pad'][0] / ips[IJEPA][0]:.2f}, "
+              f"truncate {ips['salt, truncate'][0] / ips[IJEPA][0]:.2f}   (goal >= 1.75)")
 
 
 if __name__ == "__main__":
