@@ -79,9 +79,12 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    # A stage-1 run dir or checkpoint, a usjepa export dir, or "timm:NAME@FILE".
+    # An encoder spec (effnet-lite0, timm:NAME@FILE, hf:DIR, usfm:PATH, urfm:PATH, usjepa:PATH, ...; see
+    # `usjepa bench --help`), or a stage-1 run dir, checkpoint or usjepa export dir.
     source: str = ""
     target_norm: Literal["none", "layernorm"] = "layernorm"
+    layer: int = -1  # the block (ViT) or feature stage (CNN) whose map is the target; -1: the last
+    last_k: int = 1  # ViTs: the mean of the last_k blocks ending at layer
 
 
 @dataclass
@@ -279,6 +282,7 @@ def validate(cfg: Config) -> None:
         (0 < cfg.mask.random_ratio < 1, "mask.random_ratio", "must lie in (0, 1)"),
         (0 <= cfg.mask.usrc_tau <= 1, "mask.usrc_tau", "must lie in [0, 1]"),
         (cfg.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
+        (cfg.teacher.last_k >= 1, "teacher.last_k", f"must be >= 1, got {cfg.teacher.last_k}"),
     ]
     for name in ("ctx_scale", "tgt_scale", "ctx_aspect", "tgt_aspect"):
         lo, hi = getattr(cfg.mask, name)

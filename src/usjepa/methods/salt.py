@@ -19,7 +19,8 @@ class SALT(Method):
     def check_config(cls, cfg: Config) -> None:
         if not cfg.teacher.source:
             raise ConfigError(f"teacher.source: method '{cfg.method}' needs a frozen teacher "
-                              "(a stage-1 run, an export, or timm:NAME@FILE)")
+                              "(an encoder spec such as effnet-lite0 or timm:NAME@FILE, "
+                              "or a stage-1 run, checkpoint or export)")
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
@@ -29,7 +30,8 @@ class SALT(Method):
 
     def build_targets(self, cfg: Config) -> int:
         """Set up the target encoder; return its width."""
-        self.teacher = load_teacher(cfg.teacher.source, cfg.teacher.target_norm, self.encoder.grid)
+        t = cfg.teacher
+        self.teacher = load_teacher(t.source, t.target_norm, self.encoder.grid, t.layer, t.last_k)
         return self.teacher.embed_dim
 
     def targets(self, img: torch.Tensor) -> torch.Tensor:
