@@ -34,6 +34,7 @@ from pydicom.pixels import apply_color_lut, pixel_array
 from usjepa.data.decode import read_image, read_mask
 from usjepa.data.sample import Sample
 from usjepa.data.ultrabench import layout_of, load_ultrabench, read_record
+from usjepa.data.usregions import read_regions
 from usjepa.errors import DataError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -93,7 +94,8 @@ class Source:
         mask = read_mask(it.mask) if it.mask is not None else np.ones(img.shape[:2], bool)
         if mask.shape != img.shape[:2]:
             raise DataError(f"{it.mask}: scan mask shape {mask.shape} differs from its image {it.path} {img.shape[:2]}")
-        return Sample(img, mask, it.label, self._meta(it))
+        regions = {"us_regions": read_regions(it.path)} if file_kind(it.path) == "dicom" else {}
+        return Sample(img, mask, it.label, self._meta(it) | regions)
 
     def _meta(self, it: Item) -> dict:
         return {"source": self.name, "organ": self.opts.organ, "group": it.group or str(it.path),
