@@ -78,3 +78,22 @@ def test_interrupted_rerun_gives_same_shards(mixed, tmp_path, monkeypatch):
     assert len({it.extra["key"] for it in src.items}) == len(src) == 10
     assert (tmp_path / "run" / "skipped.tsv").read_text() == (tmp_path / "ref" / "skipped.tsv").read_text()
     assert main(["ingest", str(mixed), "--out", str(tmp_path / "run"), "--shard-size", "5"]) == 2  # other args
+
+
+def test_ingest_records_mask_sources_and_writes_preview(tmp_path, capsys):
+    d = tmp_path / "scans"
+    d.mkdir()
+    shutil.copy(get_testdata_file("OBXXXX1A.dcm"), d / "ob.dcm")  # DICOM regions cut to the fitted convex fan
+    shutil.copy(get_testdata_file("examples_ybr_color.dcm"), d / "cine.dcm")  # stale regions: one fit per clip
+    ramp = np.repeat(np.linspace(50, 60, 80)[None], 60, 0).round().astype(np.uint8)
+    Image.fromarray(ramp).save(d / "ramp.png")  # no texture: the whole frame
+    out = tmp_path / "out"
+    assert main(["ingest", str(d), "--out", str(out), "--size", "32", "--masks-preview"]) == 0
+    text = capsys.readouterr().out
+    assert "scan masks of 3 file(s) or clip(s)" in text
+    assert "dicom: 1, fit: 3, frame: 1" in text.splitlines()[-2]  # the total row of the summary
+    sheet = Image.open(out / ingest.PREVIEW)
+    assert sheet.size == (3 * 224, 224 + 24)
+    shards = open_source(str(out / "*.tar"))
+    got = {(Path(s.meta["path"]).name, s.mask_source, s.meta["fan"]) for s in shards}
+    assert got == {("ob.dcm", "dicom", "convex"), ("cine.dcm", "fit", "phased"), ("ramp.png", "frame", "")}

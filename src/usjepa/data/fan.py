@@ -9,6 +9,7 @@ quantiles of the evidence's extent, so a dark deep field or an anechoic interior
 the fan's evidence but never widen it, do not shrink the fan unless the whole arc is dark. The shapes are
 scored by how far the evidence's extremes lie from their outline; a sector must beat the rectangle clearly.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,7 +21,9 @@ from sklearn.linear_model import LinearRegression, RANSACRegressor
 
 FAR = 1e9  # an unbounded side of a box
 ANGLE_BINS = 64  # angular bins over which a sector's radii are read
-MIN_SPREAD = math.radians(4)  # edges converging by less than this are parallel: a linear fan
+MIN_SPREAD = math.radians(
+    4
+)  # edges converging by less than this are parallel: a linear fan
 SECTOR_GAIN = 0.8  # a sector is chosen only if its residual is below this fraction of the rectangle's
 CONVEX_RATIO = 0.25  # inner / outer radius above which a sector is called convex (its inner arc is the probe face)
 
@@ -32,7 +35,10 @@ class Fan:
     kind: str  # "linear" | "convex" | "phased"
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 (inclusive)
     apex: tuple[float, float] = (0.0, 0.0)  # x, y of a sector's apex
-    angles: tuple[float, float] = (0.0, 0.0)  # left and right edge, radians from straight down (+y)
+    angles: tuple[float, float] = (
+        0.0,
+        0.0,
+    )  # left and right edge, radians from straight down (+y)
     radii: tuple[float, float] = (0.0, 0.0)  # inner and outer radius about the apex
     residual: float = 0.0
 
@@ -46,14 +52,27 @@ class Fan:
             return inside
         dx, dy = x - self.apex[0], y - self.apex[1]
         r, t = np.hypot(dx, dy), np.arctan2(dx, dy)
-        return inside & (r >= self.radii[0]) & (r <= self.radii[1]) & (t >= self.angles[0]) & (t <= self.angles[1])
+        return (
+            inside
+            & (r >= self.radii[0])
+            & (r <= self.radii[1])
+            & (t >= self.angles[0])
+            & (t <= self.angles[1])
+        )
 
     def scaled(self, k: float) -> Fan:
         """The same fan on an image ``k`` times larger."""
+
         def c(v: float) -> float:  # pixel-centre coordinates
             return v if abs(v) >= FAR else (v + 0.5) * k - 0.5
-        return replace(self, box=tuple(c(v) for v in self.box), apex=(c(self.apex[0]), c(self.apex[1])),
-                       radii=(self.radii[0] * k, self.radii[1] * k), residual=self.residual * k)
+
+        return replace(
+            self,
+            box=tuple(c(v) for v in self.box),
+            apex=(c(self.apex[0]), c(self.apex[1])),
+            radii=(self.radii[0] * k, self.radii[1] * k),
+            residual=self.residual * k,
+        )
 
 
 def row_extremes(ev: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,7 +106,9 @@ def ransac_line(y: np.ndarray, x: np.ndarray, tol: float) -> tuple[float, float]
     """(slope, intercept) of x = slope * y + intercept through most points within ``tol``; None if too few."""
     if len(y) < 10:
         return None
-    fit = RANSACRegressor(LinearRegression(), residual_threshold=tol, max_trials=200, random_state=0)
+    fit = RANSACRegressor(
+        LinearRegression(), residual_threshold=tol, max_trials=200, random_state=0
+    )
     try:
         fit.fit(y[:, None].astype(np.float64), x.astype(np.float64))
     except ValueError:  # no consensus set
@@ -99,10 +120,14 @@ def ransac_line(y: np.ndarray, x: np.ndarray, tol: float) -> tuple[float, float]
 
 def fit_linear(ev: np.ndarray, q: float = 0.1) -> Fan:
     """The rectangle within the ``q``..``1-q`` quantiles of the evidence's row and column extremes."""
-    rows, xl, xr = row_extremes(ev)
-    cols, yt, yb = row_extremes(ev.T)
-    box = (float(np.quantile(xl, q)), float(np.quantile(yt, q)), float(np.quantile(xr, 1 - q)),
-           float(np.quantile(yb, 1 - q)))
+    _, xl, xr = row_extremes(ev)
+    _, yt, yb = row_extremes(ev.T)
+    box = (
+        float(np.quantile(xl, q)),
+        float(np.quantile(yt, q)),
+        float(np.quantile(xr, 1 - q)),
+        float(np.quantile(yb, 1 - q)),
+    )
     return Fan("linear", box)
 
 
@@ -114,7 +139,10 @@ def fit_sector(ev: np.ndarray, q: float = 0.1, q_top: float = 0.02) -> Fan | Non
     few bins must not cut the face).
     """
     tol = max(1.5, 0.004 * max(ev.shape))
-    left, right = ransac_line(*side_points(ev, "left"), tol), ransac_line(*side_points(ev, "right"), tol)
+    left, right = (
+        ransac_line(*side_points(ev, "left"), tol),
+        ransac_line(*side_points(ev, "right"), tol),
+    )
     if left is None or right is None:
         return None
     (al, bl), (ar, br) = left, right

@@ -20,7 +20,13 @@ import numpy as np
 
 from usjepa.data.decode import to_gray
 from usjepa.data.maskpreview import contact_sheet
-from usjepa.data.preprocess import PreprocessConfig, hamming, phash, preprocess, sample_scan_mask
+from usjepa.data.preprocess import (
+    PreprocessConfig,
+    hamming,
+    phash,
+    preprocess,
+    sample_scan_mask,
+)
 from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
 from usjepa.data.sources import Source, file_kind, open_source

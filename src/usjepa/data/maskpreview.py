@@ -3,6 +3,7 @@
 Each tile is a frame at its original framing, the scan region tinted, its outline in red, and a caption
 naming the file and the mask's source (and fitted shape).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -29,10 +30,16 @@ def overlay(gray: np.ndarray, mask: np.ndarray, side: int = TILE) -> Image.Image
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
-def contact_sheet(tiles: list[tuple[np.ndarray, np.ndarray, str]], path: str | Path, cols: int = COLS) -> Path:
+def contact_sheet(
+    tiles: list[tuple[np.ndarray, np.ndarray, str]], path: str | Path, cols: int = COLS
+) -> Path:
     """Write the (gray, mask, caption) tiles as one PNG sheet at ``path``; returns the path."""
     rows = max(1, -(-len(tiles) // cols))
-    sheet = Image.new("RGB", (min(cols, max(1, len(tiles))) * TILE, rows * (TILE + CAPTION)), (24, 24, 24))
+    sheet = Image.new(
+        "RGB",
+        (min(cols, max(1, len(tiles))) * TILE, rows * (TILE + CAPTION)),
+        (24, 24, 24),
+    )
     draw = ImageDraw.Draw(sheet)
     for i, (gray, mask, caption) in enumerate(tiles):
         x, y = (i % cols) * TILE, (i // cols) * (TILE + CAPTION)

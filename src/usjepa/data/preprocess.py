@@ -14,11 +14,32 @@ from scipy.fft import dctn
 
 from usjepa.data.decode import to_gray
 from usjepa.data.sample import Sample
-from usjepa.data.scanmask import MASK_WORK_SIDE, ScanMask, estimate_scan_mask, fill_hull, find_scan_mask, texture
+from usjepa.data.scanmask import (
+    MASK_WORK_SIDE,
+    ScanMask,
+    estimate_scan_mask,
+    fill_hull,
+    find_scan_mask,
+    texture,
+)
 from usjepa.errors import DataError
 
-__all__ = ["MASK_WORK_SIDE", "PreprocessConfig", "estimate_scan_mask", "fill_hull", "texture", "sample_scan_mask",
-           "crop_box", "colour_pixels", "inpaint", "rescale_percentiles", "resize_pad", "phash", "hamming", "preprocess"]
+__all__ = [
+    "MASK_WORK_SIDE",
+    "PreprocessConfig",
+    "colour_pixels",
+    "crop_box",
+    "estimate_scan_mask",
+    "fill_hull",
+    "hamming",
+    "inpaint",
+    "phash",
+    "preprocess",
+    "rescale_percentiles",
+    "resize_pad",
+    "sample_scan_mask",
+    "texture",
+]
 
 COLOUR_CHROMA = 40  # max - min over RGB above this: a coloured pixel (Doppler, markers)
 INPAINT_MAX_FRAC = 0.05  # the paper's rule: in-paint coloured overlays under 5 % of the image, flag above

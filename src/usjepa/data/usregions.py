@@ -4,6 +4,7 @@ Each region gives a pixel box (``RegionLocationMinX0`` .. ``RegionLocationMaxY1`
 format (1: 2-D) and a data type (1: tissue, 2: colour flow, 13 / 14: grey / colour bar, ...). The 2-D tissue
 and flow regions are the image panes; bars drawn inside a pane are not imaging.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,7 +17,12 @@ from pydicom.errors import InvalidDicomError
 SPATIAL_2D = 1
 TISSUE_TYPES = (1, 2)  # tissue, colour flow
 BAR_TYPES = (13, 14)  # grey bar, colour bar
-BOX_KEYS = ("RegionLocationMinX0", "RegionLocationMinY0", "RegionLocationMaxX1", "RegionLocationMaxY1")
+BOX_KEYS = (
+    "RegionLocationMinX0",
+    "RegionLocationMinY0",
+    "RegionLocationMaxX1",
+    "RegionLocationMaxY1",
+)
 
 
 @dataclass(frozen=True)
@@ -38,20 +44,34 @@ class Region:
 def read_regions(path: str | Path) -> tuple[Region, ...]:
     """The ultrasound regions of a DICOM file's header; empty when it has none or they cannot be read."""
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SequenceOfUltrasoundRegions"])
+        ds = pydicom.dcmread(
+            path, stop_before_pixels=True, specific_tags=["SequenceOfUltrasoundRegions"]
+        )
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
         return ()
     out = []
     for item in ds.get("SequenceOfUltrasoundRegions", []):
         try:
             box = tuple(int(item[k].value) for k in BOX_KEYS)
-            out.append(Region(box, int(item.get("RegionSpatialFormat", 0)), int(item.get("RegionDataType", 0))))
-        except (KeyError, TypeError, ValueError):  # a region without a usable box is no evidence
+            out.append(
+                Region(
+                    box,
+                    int(item.get("RegionSpatialFormat", 0)),
+                    int(item.get("RegionDataType", 0)),
+                )
+            )
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+        ):  # a region without a usable box is no evidence
             continue
     return tuple(out)
 
 
-def panes(regions: tuple[Region, ...], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+def panes(
+    regions: tuple[Region, ...], shape: tuple[int, int]
+) -> list[tuple[int, int, int, int]]:
     """The 2-D tissue panes that lie on an image of ``shape`` (H, W), clipped to it: (x0, y0, x1, y1)."""
     h, w = shape
     out = []
