@@ -33,6 +33,9 @@ PLATEAU_MAX = (
     24  # an anechoic plateau is at most this many grey levels above the background
 )
 NOISE_FACTOR = 3.0  # texture is local variation above this many times the background's
+MINOR_FRAC = 0.002  # smaller speckle components, down to this fraction of the image, may join the main fan ...
+MAX_MINOR = 4  # ... the largest few of them
+JOINT_SLACK = 1.5  # one fan for several components if its residual is within this factor of theirs
 MIN_COVER = 0.9  # a fitted fan must hold this fraction of its evidence ...
 MAX_GROWTH = (
     2.5  # ... and be at most this many times the area of the evidence's convex hull
@@ -144,16 +147,37 @@ def background(frame: np.ndarray) -> int:
     return int(np.bincount(dark).argmax())
 
 
-def evidence(small: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """Seed components grown by the dark plateaus they touch (each frame's background read on its border)."""
-    plateau = np.zeros(seed.shape, bool)
+def plateaus(small: np.ndarray) -> np.ndarray:
+    """Dark plateaus: wider than a stroke, above each frame's background (read on its border) by at most
+    PLATEAU_MAX grey levels."""
+    out = np.zeros(small.shape[1:], bool)
     for s in small:
         bg = background(s)
         opened = ndi.grey_opening(s, size=(5, 5)).astype(np.float32)
-        plateau |= (opened > bg) & (opened <= bg + PLATEAU_MAX)
+        out |= (opened > bg) & (opened <= bg + PLATEAU_MAX)
+    return out
+
+
+def grow(plateau: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """Evidence: the seed components with the plateaus they touch."""
     labels, _ = ndi.label(plateau | (seed > 0))
     touched = np.unique(labels[seed > 0])
     return np.isin(labels, touched[touched > 0])
+
+
+def join_minor(small: np.ndarray, plateau: np.ndarray, ev: np.ndarray) -> np.ndarray:
+    """``ev`` (one component) with the small speckle components that one fan outlines together with it about
+    as well as it alone (a near field cut off by an anechoic band); others (logos, bars) stay out."""
+    if ndi.label(ev)[1] != 1 or (base := fitted(ev)) is None:
+        return ev
+    minor = speckle_seed(small, MINOR_FRAC, 0.0)
+    ids = [k for k in np.unique(minor[minor > 0]) if not (ev & (minor == k)).any()]
+    for k in sorted(ids, key=lambda k: -(minor == k).sum())[:MAX_MINOR]:
+        cand = ev | grow(plateau, minor == k)
+        fan = fitted(cand)
+        if fan is not None and fan.residual <= JOINT_SLACK * base.residual + 1.0:
+            ev, base = cand, fan
+    return ev
 
 
 def fitted(ev: np.ndarray) -> Fan | None:
@@ -201,18 +225,22 @@ def estimate_scan_mask(
     return hull_mask(small, speckle_seed(small, min_frac, rel_frac), gray.shape[-2:])
 
 
-def fit_components(
-    ev: np.ndarray, f: float, shape: tuple[int, int]
-) -> list[Fan] | None:
-    """A fan per component of ``ev`` (work resolution), in full-size pixels; None if any does not hold."""
+def fit_components(ev: np.ndarray, f: float) -> list[Fan] | None:
+    """Fans for the components of ``ev`` (work resolution), in full-size pixels; None if one does not hold.
+
+    Components that one fan outlines as well as their own fans do (a near field and deep tissue apart
+    across an anechoic band, within one sector) get that one fan; panes side by side keep their own.
+    """
     labels, n = ndi.label(ev)
-    fans = []
-    for k in range(1, n + 1):
-        fan = fitted(labels == k)
-        if fan is None:
-            return None
-        fans.append(fan.scaled(1 / f))
-    return fans
+    fans = [fitted(labels == k) for k in range(1, n + 1)]
+    if n > 1:
+        joint = fitted(ev)
+        own = max((fan.residual for fan in fans if fan is not None), default=0.0)
+        if joint is not None and joint.residual <= JOINT_SLACK * own + 1.0:
+            fans = [joint]
+    if any(fan is None for fan in fans):
+        return None
+    return [fan.scaled(1 / f) for fan in fans]
 
 
 def _union(fans: list[Fan], shape: tuple[int, int]) -> np.ndarray:
@@ -251,14 +279,15 @@ def find_scan_mask(gray: np.ndarray, regions: tuple[Region, ...] = ()) -> ScanMa
     shape = gray.shape[-2:]
     small, f = work_frames(gray)
     seed = speckle_seed(small)
-    ev = evidence(small, seed)
+    flat = plateaus(small)
+    ev = join_minor(small, flat, grow(flat, seed))
     if regions:
         found = dicom_mask(ev, f, regions, shape)
         if found is not None:
             return found
     if not seed.any():
         return ScanMask(np.ones(shape, bool), "frame")
-    fans = fit_components(ev, f, shape)
+    fans = fit_components(ev, f)
     if fans:
         return ScanMask(_union(fans, shape), "fit", fans)
     return ScanMask(hull_mask(small, seed, shape), "hull")
