@@ -47,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop-flagged", action="store_true",
                    help="skip frames whose colour overlays cover >= 5%% of the image (default: keep, flagged)")
     p.add_argument("--masks-preview", action="store_true",
-                   help=f"also write {PREVIEW}: the scan mask of each file or clip (first {PREVIEW_MAX}) over its frame")
+                   help=f"also write {PREVIEW}: the scan mask of each file or clip (the first {PREVIEW_MAX}) "
+                        "over its frame")
 
 
 def skip_reason(path: Path) -> str:
@@ -201,7 +202,8 @@ def run(args: argparse.Namespace) -> int:
     (ing.out / REPORT).write_text("".join(f"{p}\t{why}\n" for p, why in sorted(faults.items())))
     if ing.preview is not None:
         if ing.preview:
-            print(f"scan masks of {len(ing.preview)} file(s) or clip(s): {contact_sheet(ing.preview, ing.out / PREVIEW)}")
+            sheet = contact_sheet(ing.preview, ing.out / PREVIEW)
+            print(f"scan masks of {len(ing.preview)} file(s) or clip(s): {sheet}")
         else:
             print("no masks to preview: nothing new was read (shards, or an ingest that had already finished)")
     print(summary(ing.state["stats"]))
