@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import re
-from collections import Counter
 from itertools import groupby
 from pathlib import Path
 
@@ -184,9 +183,10 @@ def summary(stats: dict) -> str:
         rows.append((name, str(st["read"]), str(st["kept"]), str(st["flagged"]), str(sum(st["skipped"].values())), why,
                      masks))
     tot = [sum(int(r[c]) for r in rows[1:]) for c in (1, 2, 3, 4)]
-    masks = Counter()
+    masks: dict[str, int] = {}
     for st in stats.values():
-        masks.update(st.get("masks", {}))
+        for k, v in st.get("masks", {}).items():
+            masks[k] = masks.get(k, 0) + v
     rows.append(("total", *map(str, tot), "", ", ".join(f"{k}: {v}" for k, v in sorted(masks.items()))))
     widths = [max(len(r[c]) for r in rows) for c in range(7)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
