@@ -138,3 +138,21 @@ def test_sigkill_mid_ingest_leaves_only_whole_listed_shards(tmp_path):
     assert _listed_shards_read(out) == 60
     assert _tars(out) == _tars(tmp_path / "ref")
     assert not list(out.glob(".*.tmp"))
+
+def test_ingest_records_mask_sources_and_writes_preview(tmp_path, capsys):
+    d = tmp_path / "scans"
+    d.mkdir()
+    shutil.copy(get_testdata_file("OBXXXX1A.dcm"), d / "ob.dcm")  # DICOM regions cut to the fitted convex fan
+    shutil.copy(get_testdata_file("examples_ybr_color.dcm"), d / "cine.dcm")  # stale regions: one fit per clip
+    ramp = np.repeat(np.linspace(50, 60, 80)[None], 60, 0).round().astype(np.uint8)
+    Image.fromarray(ramp).save(d / "ramp.png")  # no texture: the whole frame
+    out = tmp_path / "out"
+    assert main(["ingest", str(d), "--out", str(out), "--size", "32", "--masks-preview"]) == 0
+    text = capsys.readouterr().out
+    assert "scan masks of 3 file(s) or clip(s)" in text
+    assert "dicom: 1, fit: 3, frame: 1" in text.splitlines()[-2]  # the total row of the summary
+    sheet = Image.open(out / ingest.PREVIEW)
+    assert sheet.size == (3 * 224, 224 + 24)
+    shards = open_source(str(out / "*.tar"))
+    got = {(Path(s.meta["path"]).name, s.mask_source, s.meta["fan"]) for s in shards}
+    assert got == {("ob.dcm", "dicom", "convex"), ("cine.dcm", "fit", "phased"), ("ramp.png", "frame", "")}

@@ -18,14 +18,22 @@ import numpy as np
 
 from usjepa.atomic import TMP_SUFFIX, atomic_write_text
 from usjepa.data.decode import to_gray
-from usjepa.data.preprocess import PreprocessConfig, estimate_scan_mask, hamming, phash, preprocess
+from usjepa.data.maskpreview import contact_sheet
+from usjepa.data.preprocess import (
+    PreprocessConfig,
+    hamming,
+    phash,
+    preprocess,
+    sample_scan_mask,
+)
 from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
 from usjepa.data.source import Item, Source
 from usjepa.data.sources import file_kind, open_source
 from usjepa.errors import DataError
 
-STATE, REPORT = "ingest_state.json", "skipped.tsv"
+STATE, REPORT, PREVIEW = "ingest_state.json", "skipped.tsv", "masks_preview.png"
+PREVIEW_MAX = 60  # tiles on the --masks-preview sheet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop cine frames whose perceptual hash is within BITS of the last kept frame (0: off)")
     p.add_argument("--drop-flagged", action="store_true",
                    help="skip frames whose colour overlays cover >= 5%% of the image (default: keep, flagged)")
+    p.add_argument("--masks-preview", action="store_true",
+                   help=f"also write {PREVIEW}: the scan mask of each file or clip (the first {PREVIEW_MAX}) "
+                        "over its frame")
 
 
 def skip_reason(path: Path) -> str:
@@ -63,6 +74,7 @@ class Ingest:
         self.pre = PreprocessConfig(size=args.size)
         self.state = {"args": self.args, "cursor": [0, 0], "shards": 0, "done": False, "stats": {}, "faults": {}}
         self.buffer: list[dict] = []
+        self.preview: list[tuple[np.ndarray, np.ndarray, str]] | None = [] if args.masks_preview else None
 
     # ---- state ----------------------------------------------------------------------------------
     def load_state(self) -> None:
@@ -84,7 +96,9 @@ class Ingest:
         atomic_write_text(self.out / STATE, json.dumps(self.state, indent=1, sort_keys=True))
 
     def stats(self, name: str) -> dict:
-        return self.state["stats"].setdefault(name, {"read": 0, "kept": 0, "flagged": 0, "skipped": {}})
+        st = self.state["stats"].setdefault(name, {"read": 0, "kept": 0, "flagged": 0, "skipped": {}})
+        st.setdefault("masks", {})
+        return st
 
     def skip(self, name: str, path: Path, reason: str, message: str) -> None:
         st = self.stats(name)
@@ -105,6 +119,8 @@ class Ingest:
         key = re.sub(r"[^A-Za-z0-9_-]", "_", src.name) + f"-{st['kept']:08d}"
         st["kept"] += 1
         st["flagged"] += bool(s.meta.get("flagged"))
+        source = s.mask_source or "given"  # already preprocessed shards without a record carry their own mask
+        st["masks"][source] = st["masks"].get(source, 0) + 1
         self.buffer.append(encode_sample(key, s))
 
     # ---- one unit: a still image, or the sampled frames of one clip -----------------------------
@@ -118,8 +134,11 @@ class Ingest:
             self.skip(src.name, path, skip_reason(path), str(e))
             return
         clip_mask = None
-        if len(raw) > 1 and not raw[0].meta.get("has_mask") and not raw[0].meta.get("preprocessed"):
-            clip_mask = estimate_scan_mask(np.stack([to_gray(s.image) for s in raw]))
+        if not raw[0].meta.get("preprocessed"):  # one mask per clip, fitted on evidence pooled over its frames
+            gray = np.stack([to_gray(s.image) for s in raw])
+            clip_mask = sample_scan_mask(raw[0], gray if len(raw) > 1 else gray[0])
+            if self.preview is not None and len(self.preview) < PREVIEW_MAX:
+                self.preview.append((gray[0], clip_mask.mask, f"{path.name} {clip_mask.source} {clip_mask.kinds}"))
         last = None
         for s in raw:
             if not s.meta.get("preprocessed"):
@@ -163,13 +182,21 @@ class Ingest:
 
 
 def summary(stats: dict) -> str:
-    rows = [("source", "read", "kept", "flagged", "skipped", "why")]
+    """The table of what each source gave: samples read, kept, flagged and skipped (why), and what made
+    the kept samples' scan masks (given, dicom, fit, hull, frame)."""
+    rows = [("source", "read", "kept", "flagged", "skipped", "why", "masks")]
     for name, st in stats.items():
         why = ", ".join(f"{k}: {v}" for k, v in sorted(st["skipped"].items())) or "-"
-        rows.append((name, str(st["read"]), str(st["kept"]), str(st["flagged"]), str(sum(st["skipped"].values())), why))
+        masks = ", ".join(f"{k}: {v}" for k, v in sorted(st.get("masks", {}).items())) or "-"
+        rows.append((name, str(st["read"]), str(st["kept"]), str(st["flagged"]), str(sum(st["skipped"].values())), why,
+                     masks))
     tot = [sum(int(r[c]) for r in rows[1:]) for c in (1, 2, 3, 4)]
-    rows.append(("total", *map(str, tot), ""))
-    widths = [max(len(r[c]) for r in rows) for c in range(6)]
+    masks: dict[str, int] = {}
+    for st in stats.values():
+        for k, v in st.get("masks", {}).items():
+            masks[k] = masks.get(k, 0) + v
+    rows.append(("total", *map(str, tot), "", ", ".join(f"{k}: {v}" for k, v in sorted(masks.items()))))
+    widths = [max(len(r[c]) for r in rows) for c in range(7)]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows)
 
 
@@ -181,6 +208,12 @@ def run(args: argparse.Namespace) -> int:
         ing.run([open_source(spec) for spec in args.sources])
     faults = ing.state["faults"]
     (ing.out / REPORT).write_text("".join(f"{p}\t{why}\n" for p, why in sorted(faults.items())))
+    if ing.preview is not None:
+        if ing.preview:
+            sheet = contact_sheet(ing.preview, ing.out / PREVIEW)
+            print(f"scan masks of {len(ing.preview)} file(s) or clip(s): {sheet}")
+        else:
+            print("no masks to preview: nothing new was read (shards, or an ingest that had already finished)")
     print(summary(ing.state["stats"]))
     print(f"{ing.state['shards']} shard(s) in {ing.out}; {len(faults)} skipped file(s) listed in {ing.out / REPORT}")
     return 0

@@ -1,10 +1,7 @@
 """The ingest-time pipeline: scan mask, colour overlays, grayscale, crop, percentile rescale, resize-pad.
 
-Scan-region estimation works on what tells B-mode from burnt-in graphics: speckle is textured
-everywhere inside the scan region, while text, calipers, colour bars and banners are flat strokes on a
-flat or black background. Thin strokes vanish under a grey opening, flat areas have no local variance;
-what stays dense after both is the imaging region, one convex hull per large component (so two-pane
-layouts keep both panes and dark cysts or chambers inside the fan are kept).
+The scan mask comes from :mod:`usjepa.data.scanmask` (a given mask, DICOM regions, a fitted fan or the
+texture hull, in that order of trust); its texture hull is re-exported here for older callers.
 """
 from __future__ import annotations
 
@@ -14,13 +11,36 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage as ndi
 from scipy.fft import dctn
-from scipy.spatial import ConvexHull, QhullError
 
 from usjepa.data.decode import to_gray
 from usjepa.data.sample import Sample
+from usjepa.data.scanmask import (
+    MASK_WORK_SIDE,
+    ScanMask,
+    estimate_scan_mask,
+    fill_hull,
+    find_scan_mask,
+    texture,
+)
 from usjepa.errors import DataError
 
-MASK_WORK_SIDE = 640  # scan masks are estimated at this resolution, then upsampled
+__all__ = [
+    "MASK_WORK_SIDE",
+    "PreprocessConfig",
+    "colour_pixels",
+    "crop_box",
+    "estimate_scan_mask",
+    "fill_hull",
+    "hamming",
+    "inpaint",
+    "phash",
+    "preprocess",
+    "rescale_percentiles",
+    "resize_pad",
+    "sample_scan_mask",
+    "texture",
+]
+
 COLOUR_CHROMA = 40  # max - min over RGB above this: a coloured pixel (Doppler, markers)
 INPAINT_MAX_FRAC = 0.05  # the paper's rule: in-paint coloured overlays under 5 % of the image, flag above
 
@@ -35,56 +55,12 @@ class PreprocessConfig:
 
 # ---- scan region -----------------------------------------------------------------------------------
 
-def texture(gray: np.ndarray) -> np.ndarray:
-    """Pixels with speckle-like texture: local std > 0.6 in 5x5 and still bright after a 5x5 grey opening."""
-    g = gray.astype(np.float32)
-    mean = ndi.uniform_filter(g, 5)
-    std = np.sqrt(np.clip(ndi.uniform_filter(g * g, 5) - mean * mean, 0, None))
-    return (std > 0.6) & (ndi.grey_opening(g, size=(5, 5)) > 0.5)
-
-
-def fill_hull(component: np.ndarray) -> np.ndarray:
-    """The filled convex hull of a bool component (the component itself if degenerate)."""
-    ys, xs = np.nonzero(component)
-    pts = np.stack([xs, ys], 1).astype(np.float64)
-    try:
-        eq = ConvexHull(pts).equations  # rows (a, b, c): a*x + b*y + c <= 0 inside
-    except QhullError:
-        return component
-    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    gy, gx = np.mgrid[y0:y1, x0:x1]
-    inside = np.all(gx[..., None] * eq[:, 0] + gy[..., None] * eq[:, 1] + eq[:, 2] <= 0.5, axis=-1)
-    out = np.zeros_like(component)
-    out[y0:y1, x0:x1] = inside
-    return out
-
-
-def estimate_scan_mask(gray: np.ndarray, min_frac: float = 0.02, rel_frac: float = 0.2) -> np.ndarray:
-    """HxW bool scan region of a grayscale frame, or of a [T,H,W] cine (texture pooled over frames).
-
-    Components smaller than ``rel_frac`` of the largest or ``min_frac`` of the image are dropped
-    (colour bars, logos). All True when nothing qualifies, so a frame without any is never lost.
-    """
-    frames = gray if gray.ndim == 3 else gray[None]
-    h, w = frames.shape[1:]
-    f = min(1.0, MASK_WORK_SIDE / max(h, w))
-    sh, sw = max(1, round(h * f)), max(1, round(w * f))
-    small = [np.asarray(Image.fromarray(fr).resize((sw, sh), Image.NEAREST)) if f < 1 else fr for fr in frames]
-    tex = np.any([texture(s) for s in small], axis=0)
-    r = max(2, round(0.012 * max(sh, sw)))
-    dense = ndi.uniform_filter(tex.astype(np.float32), 2 * r + 1) > 0.5  # text is sparse, speckle dense
-    dense = ndi.binary_opening(dense, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
-    labels, n = ndi.label(dense)
-    if n == 0:
-        return np.ones((h, w), bool)
-    areas = ndi.sum_labels(dense, labels, np.arange(1, n + 1))
-    keep = [k + 1 for k, a in enumerate(areas) if a >= rel_frac * areas.max() and a >= min_frac * sh * sw]
-    if not keep:
-        return np.ones((h, w), bool)
-    mask = np.zeros((sh, sw), bool)
-    for k in keep:
-        mask |= fill_hull(labels == k)
-    return mask if f == 1 else np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST))
+def sample_scan_mask(s: Sample, gray: np.ndarray | None = None) -> ScanMask:
+    """The scan mask of a sample, or of a clip when ``gray`` holds its [T,H,W] frames: the sample's own when
+    it came with the data (``meta["has_mask"]``), else estimated (DICOM regions from ``meta["us_regions"]``)."""
+    if s.meta.get("has_mask", True) and not s.scan_mask.all():
+        return ScanMask(s.scan_mask, "given")
+    return find_scan_mask(to_gray(s.image) if gray is None else gray, s.meta.get("us_regions", ()))
 
 
 def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -160,18 +136,22 @@ def hamming(a: int, b: int) -> int:
 
 # ---- the pipeline ------------------------------------------------------------------------------------
 
-def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(), scan_mask: np.ndarray | None = None) -> Sample:
+def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(),
+               scan_mask: np.ndarray | ScanMask | None = None) -> Sample:
     """Grayscale, scan-masked, overlay-cleaned, cropped, rescaled and resized copy of ``s``.
 
-    The scan mask is, in order: ``scan_mask`` (e.g. pooled over a cine), the sample's own when it came
-    from a file (``meta["has_mask"]``), or estimated here. ``meta`` gains ``colour_frac``, ``inpainted``
-    and ``flagged`` ("colour" when overlays cover >= ``inpaint_max_frac`` of the image, else "").
+    The scan mask is, in order: ``scan_mask`` (e.g. fitted once for a cine; a bare array counts as given),
+    or :func:`sample_scan_mask`; its source goes to ``mask_source`` and any fitted shapes to ``meta["fan"]``.
+    ``meta`` gains ``colour_frac``, ``inpainted`` and ``flagged`` ("colour" when overlays cover >=
+    ``inpaint_max_frac`` of the image, else "").
     A blank frame (no signal inside the scan region) is a DataError naming the file and frame.
     """
     colour = colour_pixels(s.image)
     gray = to_gray(s.image)
-    if scan_mask is None:
-        scan_mask = s.scan_mask if s.meta.get("has_mask", True) and not s.scan_mask.all() else estimate_scan_mask(gray)
+    found = sample_scan_mask(s, gray) if scan_mask is None else scan_mask
+    if not isinstance(found, ScanMask):
+        found = ScanMask(found, "given")
+    scan_mask = found.mask
     inside = gray[scan_mask]
     if inside.size == 0 or inside.min() == inside.max():
         where = s.meta.get("path", "?") + (f" frame {s.meta['frame']}" if s.meta.get("frame", -1) >= 0 else "")
@@ -188,5 +168,6 @@ def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(), scan_mask:
     if cfg.size:
         gray, scan_mask = resize_pad(gray, scan_mask, cfg.size)
     meta = s.meta | {"colour_frac": round(frac, 5), "inpainted": small, "flagged": "" if frac < cfg.inpaint_max_frac else "colour",
-                     "has_mask": True, "preprocessed": True}
-    return Sample(gray, scan_mask, s.label, meta)
+                     "has_mask": True, "preprocessed": True, "fan": found.kinds}
+    meta.pop("us_regions", None)
+    return Sample(gray, scan_mask, s.label, meta, mask_source=found.source)

@@ -34,6 +34,7 @@ def encode_png(a: np.ndarray) -> bytes:
 def encode_sample(key: str, s: Sample) -> dict:
     """The tar entries of one sample; the JSON holds the label and all metadata."""
     meta = {k: v for k, v in s.meta.items() if isinstance(v, (str, int, float, bool, type(None)))}
+    meta["mask_source"] = s.mask_source
     return {"__key__": key, IMAGE: encode_png(s.image), MASK: encode_png(s.scan_mask.astype(np.uint8) * 255),
             META: json.dumps(meta | {"label": int(s.label)}, sort_keys=True).encode()}
 
@@ -110,6 +111,6 @@ class ShardSource(Source):
             mask = np.asarray(Image.open(io.BytesIO(raw_mask))) > 0 if raw_mask else np.ones(img.shape[:2], bool)
         except OSError as e:
             raise DataError(f"{it.path}: sample '{it.extra['key']}' has an undecodable PNG ({e})") from None
-        meta = {k: v for k, v in it.extra["meta"].items() if k != "label"}
+        meta = {k: v for k, v in it.extra["meta"].items() if k not in ("label", "mask_source")}
         meta |= {"source": it.extra["source"], "shard": str(it.path), "key": it.extra["key"], "preprocessed": True}
-        return Sample(img, mask, it.label, meta)
+        return Sample(img, mask, it.label, meta, mask_source=str(it.extra["meta"].get("mask_source", "")))

@@ -32,6 +32,7 @@ from usjepa.data.sample import Sample
 from usjepa.data.shards import ShardSource
 from usjepa.data.source import DEFAULT_FPS, DEFAULT_MAX_FRAMES, Item, Options, Source
 from usjepa.data.ultrabench import layout_of, load_ultrabench, read_record
+from usjepa.data.usregions import read_regions
 from usjepa.errors import DataError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -50,7 +51,8 @@ class FileSource(Source):
         mask = read_mask(it.mask) if it.mask is not None else np.ones(img.shape[:2], bool)
         if mask.shape != img.shape[:2]:
             raise DataError(f"{it.mask}: scan mask shape {mask.shape} differs from its image {it.path} {img.shape[:2]}")
-        return Sample(img, mask, it.label, self._meta(it))
+        regions = {"us_regions": read_regions(it.path)} if file_kind(it.path) == "dicom" else {}
+        return Sample(img, mask, it.label, self._meta(it) | regions)
 
 
 class UltraBenchSource(Source):
