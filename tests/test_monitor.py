@@ -2,9 +2,14 @@
 import csv
 import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+from scipy.stats import spearmanr
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from usjepa.bench import zoo
@@ -98,6 +103,13 @@ def test_best_checkpoint_follows_the_selection_rule_and_the_summary_keeps_both(t
     assert sel["monitor"]["step"] == int(by_rank["step"]) and sel["monitor"]["score"] == pytest.approx(float(by_rank["rank"]))
     assert sel["val_loss"]["step"] == int(by_loss["step"])
     assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == int(by_rank["step"])
+    # benchmarks/loss_vs_probe.py reads the same validation points: Spearman(val loss, rank) over the 3 of them
+    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "loss_vs_probe.py"), "--runs",
+                          str(run)], check=False, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rho = spearmanr([float(r["val_loss"]) for r in at_val], [float(r["rank"]) for r in at_val])[0]
+    cell = re.escape(f"{rho:+.2f} (p=")
+    assert re.search(rf"^run\s+\|\s+3 \| - \| - \| {cell}", out.stdout, re.MULTILINE), out.stdout
 
 
 def test_monitor_config_faults_fail_fast(image_folder, tiny_overrides, tmp_path):
@@ -111,3 +123,20 @@ def test_monitor_config_faults_fail_fast(image_folder, tiny_overrides, tmp_path)
     cfg = load_config("tiny", _args(image_folder, tmp_path / "r", tiny_overrides, f"monitor.tasks=[{tmp_path}/none]"))
     with pytest.raises(Exception, match="none"):
         Trainer(cfg)
+
+
+def test_report_draws_each_runs_monitor_curves(tmp_path, image_folder, tiny_overrides, task):
+    from usjepa.bench.report import monitor_curves, monitor_figure
+
+    run = tmp_path / "run"
+    Trainer(load_config("tiny", _args(image_folder, run, tiny_overrides, f"monitor.tasks=[{task}]"))).fit()
+    results = {"encoders": {f"usjepa:{run / 'export'}": {}, "effnet-lite0": {}, f"usjepa:{tmp_path}": {}}}
+    curves = monitor_curves(results)
+    assert list(curves) == [f"usjepa:{run / 'export'}"]  # only runs that logged the monitor
+    rows = curves[f"usjepa:{run / 'export'}"]
+    assert list(rows) == sorted(rows) and rows[2]["rank"] and rows[2]["linear_blobs"]
+    fig = monitor_figure(curves)
+    rank_ax, probe_ax = fig.axes
+    assert list(rank_ax.lines[0].get_xdata()) == list(rows)
+    assert [ln.get_label() for ln in probe_ax.lines] == ["usjepa:run linear", "usjepa:run knn"]
+    assert probe_ax.lines[0].get_ydata()[0] == pytest.approx(100 * float(rows[2]["linear_blobs"]))
