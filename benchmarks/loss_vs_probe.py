@@ -56,12 +56,13 @@ def correlate(run: Path) -> dict:
 def train_pair(out: Path, args: argparse.Namespace) -> dict[str, Path]:
     """SynthUS (one labelled task for the monitor), a V-Pixel teacher, then SALT and I-JEPA students."""
     task = f"synthus_{args.task}"
-    folders = {t: out / "synthus" / t for t in (task, CORPUS)}
+    root = args.synthus or out / "synthus"
+    folders = {t: root / t for t in (task, CORPUS)}
     if not all((f / "test.json").is_file() for f in folders.values()):
-        folders = write_suite(out / "synthus", args.img_size, args.n_per_task, args.corpus, seed=0, tasks=[task])
+        folders = write_suite(root, args.img_size, args.n_per_task, args.corpus, seed=0, tasks=[task])
     base = [*SCALES["tiny"].overrides, f"data.sources=[{folders[CORPUS]}]", f"data.img_size={args.img_size}",
             f"monitor.tasks=[{folders[task]}]", "monitor.every=0", "seed=0"]
-    teacher = out / "vpixel"
+    teacher = args.teacher or out / "vpixel"
     if not (teacher / "export" / "card.json").is_file():
         train(load_config("tiny", [*base, "method=vpixel", f"out={teacher}", "data.steps_per_epoch=40",
                                    f"optim.epochs={args.teacher_steps // 40}"]))
@@ -84,6 +85,8 @@ def main() -> None:
     p.add_argument("--every", type=int, default=20, help="steps between checkpoints (k)")
     p.add_argument("--teacher-steps", type=int, default=80)
     p.add_argument("--task", default="organ", help="SynthUS task the monitor probes")
+    p.add_argument("--synthus", type=Path, help="an existing SynthUS root to reuse (e.g. runs/demo/synthus)")
+    p.add_argument("--teacher", type=Path, help="an existing V-Pixel run to reuse as the teacher (e.g. runs/demo/vpixel)")
     p.add_argument("--img-size", type=int, default=64)
     p.add_argument("--n-per-task", type=int, default=400)
     p.add_argument("--corpus", type=int, default=3000)
@@ -95,7 +98,8 @@ def main() -> None:
         runs = train_pair(Path(args.out), args)
         setup = (f"tiny demo recipe (ViT-Tiny/8, 6 blocks, {args.img_size} px, batch 32, lr 1e-4) on a "
                  f"{args.corpus}-image SynthUS corpus; students {args.checkpoints} checkpoints x {args.every} steps; "
-                 f"SALT from a V-Pixel teacher of {args.teacher_steps} steps; monitor probe on synthus_{args.task} "
+                 f"SALT from the V-Pixel teacher {args.teacher or f'of {args.teacher_steps} steps'}; "
+                 f"monitor probe on synthus_{args.task} "
                  "(train / val)")
     results = {"setup": setup, "runs": {name: correlate(run) for name, run in runs.items()}}
     print(f"setup: {setup}")
