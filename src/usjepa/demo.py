@@ -34,13 +34,16 @@ _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
 # The tiny config's lr 1e-3 collapses every self-supervised ViT within these short runs (feature effective rank
 # 4-8 against random init's 34); 1e-4, nearer the paper's 5e-5 at batch 128, keeps V-Pixel, SALT and MAE at 31-35.
 _CPU_LR = ("optim.lr=1e-4", "optim.start_lr=1e-5", "optim.final_lr=1e-6")
+# A check forwards its images once: with 150 + 316 images it took 0.9-1.2 s against 0.2-0.25 s per step (quiet
+# stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images keep it near 9 %.
+_TINY_MONITOR = ("monitor.every=20", "monitor.images=64", "monitor.max_images=128")
 _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
 
 SCALES = {
     # 2-core CPU, <= 10 minutes with the install: 64 px, a 6-block ViT-Tiny with 8-px patches, 80 steps of 32 each.
     "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0",
-                                                    "monitor.every=20", *_CPU_LR),
+                                                    *_TINY_MONITOR, *_CPU_LR),
                   effnet="effnet-lite0:112"),
     # The same models on 4x the data, for 600 teacher and 1200 student steps (about an hour on a 2-core CPU).
     "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
