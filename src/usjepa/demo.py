@@ -35,7 +35,8 @@ _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
 # 4-8 against random init's 34); 1e-4, nearer the paper's 5e-5 at batch 128, keeps V-Pixel, SALT and MAE at 31-35.
 _CPU_LR = ("optim.lr=1e-4", "optim.start_lr=1e-5", "optim.final_lr=1e-6")
 # A check forwards its images once: with 150 + 316 images it took 0.9-1.2 s against 0.2-0.25 s per step (quiet
-# stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images keep it near 9 %.
+# stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images should cost about half
+# (an estimate from image counts: the machine was too loaded that day to re-time the demo with them).
 _TINY_MONITOR = ("monitor.every=20", "monitor.images=64", "monitor.max_images=128")
 _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
 
