@@ -31,6 +31,8 @@ def test_demo_runs_every_stage_then_resumes_from_its_outputs(tmp_path, monkeypat
     linear = board.split("### Linear probe")[1].split("###")[0]
     assert linear.count("\n| ") == 1 + 6  # header + V-Pixel, SALT, I-JEPA, MAE, random init, EfficientNet-Lite0
     assert "### Few-shot" in board and "### Robustness" in board and board in first  # the headline is printed
+    assert "<img alt='monitor'" in (out / "bench" / "report.html").read_text()  # the pretraining curves
+    assert set(summary["monitor"]) == {"vpixel", "salt", "ijepa", "mae"} and "monitor: " in first
     assert main(["demo", "--scale", "micro", "--out", str(out)]) == 0
     second = capsys.readouterr().out
     assert "SynthUS already written" in second and second.count("already trained") == 4

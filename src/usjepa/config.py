@@ -105,6 +105,27 @@ class OptimConfig:
 
 
 @dataclass
+class MonitorConfig:
+    """Checks of the student's pooled features during pretraining (usjepa.monitor); they need a validation split."""
+
+    enabled: bool = True  # off by itself when data.val_fraction is 0
+    every: int = 100  # steps between checks, besides one at each validation; 0: only at validations
+    images: int = 256  # the fixed held-out validation-split images whose features give the effective rank
+    tasks: list[str] = field(default_factory=list)  # UltraBench-layout task folders (or names under data_root) to probe
+    data_root: str = ""  # where task names are found
+    max_images: int = 512  # per task split (train, val): a seeded subset of larger splits
+    knn_k: int = 20
+    probe_epochs: int = 30  # the fast linear probe: the benchmark's probe cut to this many epochs ...
+    probe_patience: int = 5  # ... and this patience
+    batch_size: int = 64  # feature extraction
+    select: Literal["val_loss", "monitor"] = "val_loss"  # what checkpoints/best.pt keeps
+    score: Literal["linear", "knn", "rank"] = "linear"  # the monitor score: mean task val macro-F1, or the rank
+    collapse_rank: float = 10.0  # warn when the rank stays below this (random init: 34, collapsed runs: 4-8) ...
+    collapse_checks: int = 3  # ... for this many checks in a row
+    max_overhead: float = 0.1  # skip a periodic check while monitoring is over this share of wall time; 0: never
+
+
+@dataclass
 class Config:
     method: str = "salt"  # a registered method: usjepa.methods.method_names()
     out: str = "runs/pretrain"
@@ -122,6 +143,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
 
 def _convert(value, tp, key: str):
@@ -283,6 +305,15 @@ def validate(cfg: Config) -> None:
         (0 <= cfg.mask.usrc_tau <= 1, "mask.usrc_tau", "must lie in [0, 1]"),
         (cfg.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
         (cfg.teacher.last_k >= 1, "teacher.last_k", f"must be >= 1, got {cfg.teacher.last_k}"),
+        (cfg.monitor.every >= 0, "monitor.every", f"must be >= 0, got {cfg.monitor.every}"),
+        (cfg.monitor.images >= 2, "monitor.images", "must be >= 2 (a rank needs two feature vectors)"),
+        (cfg.monitor.max_images >= 2, "monitor.max_images", "must be >= 2"),
+        (cfg.monitor.knn_k >= 1, "monitor.knn_k", "must be >= 1"),
+        (cfg.monitor.probe_epochs >= 1, "monitor.probe_epochs", "must be >= 1"),
+        (cfg.monitor.probe_patience >= 1, "monitor.probe_patience", "must be >= 1"),
+        (cfg.monitor.batch_size >= 1, "monitor.batch_size", "must be >= 1"),
+        (cfg.monitor.collapse_checks >= 1, "monitor.collapse_checks", "must be >= 1"),
+        (0 <= cfg.monitor.max_overhead < 1, "monitor.max_overhead", "must lie in [0, 1) (0: never skip a check)"),
     ]
     for name in ("ctx_scale", "tgt_scale", "ctx_aspect", "tgt_aspect"):
         lo, hi = getattr(cfg.mask, name)
@@ -292,7 +323,20 @@ def validate(cfg: Config) -> None:
             raise ConfigError(f"{key}: {msg}")
     if cfg.optim.batch_size % cfg.optim.accum_steps:
         raise ConfigError("optim.batch_size: must be divisible by optim.accum_steps")
+    _validate_monitor(cfg)
     method_class(cfg.method).check_config(cfg)
+
+
+def _validate_monitor(cfg: Config) -> None:
+    m = cfg.monitor
+    if m.select == "monitor" and not m.enabled:
+        raise ConfigError("monitor.select: 'monitor' needs monitor.enabled=true")
+    if m.select == "monitor" and m.score != "rank" and not m.tasks:
+        raise ConfigError(f"monitor.select: 'monitor' with monitor.score='{m.score}' needs monitor.tasks "
+                          "(or monitor.score=rank)")
+    if m.enabled and cfg.data.val_fraction == 0 and (m.tasks or m.select == "monitor"):
+        raise ConfigError("monitor.tasks: the monitor runs at validations on a held-out batch, but "
+                          "data.val_fraction is 0 (set it > 0, or monitor.enabled=false)")
 
 
 def to_dict(cfg) -> dict:

@@ -34,17 +34,22 @@ _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
 # The tiny config's lr 1e-3 collapses every self-supervised ViT within these short runs (feature effective rank
 # 4-8 against random init's 34); 1e-4, nearer the paper's 5e-5 at batch 128, keeps V-Pixel, SALT and MAE at 31-35.
 _CPU_LR = ("optim.lr=1e-4", "optim.start_lr=1e-5", "optim.final_lr=1e-6")
+# A check forwards its images once: with 150 + 316 images it took 0.9-1.2 s against 0.2-0.25 s per step (quiet
+# stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images should cost about half
+# (an estimate from image counts: the machine was too loaded that day to re-time the demo with them).
+_TINY_MONITOR = ("monitor.every=20", "monitor.images=64", "monitor.max_images=128")
 _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
 
 SCALES = {
     # 2-core CPU, <= 10 minutes with the install: 64 px, a 6-block ViT-Tiny with 8-px patches, 80 steps of 32 each.
     "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0",
-                                                    *_CPU_LR),
+                                                    *_TINY_MONITOR, *_CPU_LR),
                   effnet="effnet-lite0:112"),
     # The same models on 4x the data, for 600 teacher and 1200 student steps (about an hour on a 2-core CPU).
     "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
-                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0", *_CPU_LR),
+                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0",
+                                                                            "monitor.every=100", *_CPU_LR),
                    effnet="effnet-lite0:112"),
     # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code.
     "paper": Scale(img_size=224, n_per_task=2000, corpus_size=100_000, teacher_epochs=20, student_epochs=100,
@@ -52,19 +57,30 @@ SCALES = {
 }
 
 STUDENTS = ("salt", "ijepa", "mae")
+MONITOR_TASK = "synthus_organ"  # the online probe's task while pretraining (train and val splits only)
 
 
-def _pretrain(out: Path, method: str, scale: Scale, corpus: Path, epochs: int, extra: list[str]) -> Path:
+def _pretrain(out: Path, method: str, scale: Scale, folders: dict[str, Path], epochs: int, extra: list[str]) -> Path:
     """Train one method (or resume it), and return its export directory."""
     run = out / method
     if (run / "export" / CARD).is_file():
         print(f"[demo] {method}: already trained, export in {run / 'export'}")
         return run / "export"
     print(f"[demo] {method}: pretraining ({epochs} epochs) in {run}")
-    overrides = [f"method={method}", f"out={run}", f"data.sources=[{corpus}]", f"data.img_size={scale.img_size}",
-                 f"optim.epochs={epochs}", *scale.overrides, *extra]
+    overrides = [f"method={method}", f"out={run}", f"data.sources=[{folders[CORPUS]}]", f"data.img_size={scale.img_size}",
+                 f"optim.epochs={epochs}", f"monitor.tasks=[{folders[MONITOR_TASK]}]", *scale.overrides, *extra]
     train(load_config(scale.configs[method], overrides))
     return run / "export"
+
+
+def _monitor_costs(out: Path) -> dict[str, dict]:
+    """Each pretraining run's own report of its monitoring cost (from its summary.json)."""
+    costs = {}
+    for method in ("vpixel", *STUDENTS):
+        f = out / method / "summary.json"
+        if f.is_file():
+            costs[method] = json.loads(f.read_text())["monitor"]
+    return costs
 
 
 def _simulate(out: Path, s: Scale, seed: int) -> dict[str, Path]:
@@ -91,17 +107,16 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
     print(f"[demo] 1/6 SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image corpus "
           f"at {s.img_size} px")
     folders = _simulate(out, s, seed)
-    corpus = folders[CORPUS]
     lap("simulate")
 
     print("[demo] 2/6 stage 1: V-Pixel teacher")
-    exports = {"vpixel": _pretrain(out, "vpixel", s, corpus, s.teacher_epochs, [f"seed={seed}"])}
+    exports = {"vpixel": _pretrain(out, "vpixel", s, folders, s.teacher_epochs, [f"seed={seed}"])}
     lap("vpixel")
     for method in STUDENTS:
         print("[demo] 3/6 stage 2: SALT student from the frozen teacher" if method == "salt" else
               f"[demo] 4/6 comparator {method} at the same compute (steps x batch) as SALT")
         extra = [f"seed={seed}"] + ([f"teacher.source={exports['vpixel']}"] if method == "salt" else [])
-        exports[method] = _pretrain(out, method, s, corpus, s.student_epochs, extra)
+        exports[method] = _pretrain(out, method, s, folders, s.student_epochs, extra)
         lap(method)
 
     print("[demo] 5/6 benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
@@ -114,9 +129,12 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
     print("[demo] 6/6 report")
     report, board = out / "bench" / "report.html", out / "bench" / "leaderboard.md"
     summary = {"scale": scale, "seed": seed, "timings_s": timings, "total_s": round(time.perf_counter() - t0, 1),
-               "report": str(report), "leaderboard": str(board)}
+               "monitor": _monitor_costs(out), "report": str(report), "leaderboard": str(board)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
     print(board.read_text())
+    for method, m in summary["monitor"].items():
+        print(f"[demo] {method} monitor: {m['checks']} checks, {m['seconds']:.1f} s = {100 * m['overhead']:.1f} % of "
+              f"its {m['wall_s']:.0f} s of training")
     print(f"[demo] report:      {report}\n[demo] leaderboard: {board}\n[demo] total time:  {summary['total_s']:.0f} s")
     return summary
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from usjepa.modelio import FROZEN, export_run
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method, method_names
 from usjepa.methods.base import Method
+from usjepa.monitor import Monitor
 from usjepa.schedules import learning_rate, weight_decay
 
 METRICS = ["step", "epoch", "lr", "wd", "loss", "val_loss", "img_per_s", "bad_steps"]
@@ -78,6 +80,9 @@ class Trainer:
         collate = MaskCollator(cfg.mask, cfg.data.img_size, self.method.encoder.patch_size, self.method.mask_kind)
         self.loader = build_pretrain_loader(cfg, "train", self.d.rank, world, collate)
         self.val_loader = build_pretrain_loader(cfg, "val", self.d.rank, world, collate) if cfg.data.val_fraction > 0 else None
+        self.monitor = Monitor(cfg, self.method.encoder.vit, None if self.val_loader is None else self.val_loader.dataset,
+                               self.d.device, self.d.main)
+        self.columns = METRICS + self.monitor.columns
         self.steps_per_epoch = len(self.loader) // o.accum_steps
         if self.steps_per_epoch == 0:
             raise ConfigError(f"data: too few samples for one step of global batch {o.batch_size} on {world} process(es)")
@@ -99,6 +104,7 @@ class Trainer:
             "format": FORMAT, "config": to_dict(self.cfg), "model": trainable_state(self.method),
             "optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
             "bad_steps": self.bad, "best_val": self.best_val, "rng": torch.get_rng_state(),
+            "monitor": self.monitor.state_dict(),
         }
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -117,6 +123,7 @@ class Trainer:
                                   f"the config changed since it was written: use a new out= directory")
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.bad, self.best_val = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"], ckpt["best_val"]
+        self.monitor.load_state_dict(ckpt.get("monitor", {}))
         torch.set_rng_state(ckpt["rng"])
         if "cuda_rng" in ckpt and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
@@ -130,7 +137,7 @@ class Trainer:
             with open(path) as f:
                 rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
             with open(path, "w", newline="") as f:
-                w = csv.DictWriter(f, METRICS)
+                w = csv.DictWriter(f, self.columns, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(rows)
 
@@ -140,13 +147,14 @@ class Trainer:
         path = self.out / "metrics.csv"
         new = not path.is_file()
         with open(path, "a", newline="") as f:
-            w = csv.DictWriter(f, METRICS)
+            w = csv.DictWriter(f, self.columns)
             if new:
                 w.writeheader()
-            w.writerow({k: row.get(k, "") for k in METRICS})
+            w.writerow({k: row.get(k, "") for k in self.columns})
         for k, v in row.items():
             if k not in ("step", "epoch") and v != "":
-                self.tb.add_scalar(f"train/{k}" if k != "val_loss" else "val/loss", v, self.step)
+                tag = "val/loss" if k == "val_loss" else f"monitor/{k}" if k in self.monitor.columns else f"train/{k}"
+                self.tb.add_scalar(tag, v, self.step)
 
     # ---- one optimizer step -----------------------------------------------------------------
     def _set_schedules(self) -> tuple[float, float]:
@@ -202,6 +210,10 @@ class Trainer:
                            "img_per_s": n_ok * o.batch_size / (time.perf_counter() - t0), "bad_steps": self.bad})
                 self.bar.set_postfix(loss=f"{mean:.4f}")
                 run_loss, n_ok, t0 = torch.zeros_like(run_loss), 0, time.perf_counter()
+            if self.monitor.due(self.step):
+                row = self.monitor.check(self.step)
+                self._log({"step": self.step, "epoch": self.epoch} | row)
+                t0 += row["monitor_s"]  # img_per_s counts training time only
             at_epoch_end = self.step % self.steps_per_epoch == 0
             if cfg.ckpt_every and self.step % cfg.ckpt_every == 0 and not at_epoch_end:
                 self._save()
@@ -220,6 +232,7 @@ class Trainer:
         preempt = Preempted()
         self.bar = tqdm(total=stop_at, initial=self.step, desc=cfg.method, disable=not self.d.main, dynamic_ncols=True)
         self.method.train()
+        self.monitor.start()
         status = "running"
         try:
             while self.step < stop_at and status == "running":
@@ -243,18 +256,24 @@ class Trainer:
             if not self._ckpt_path("best").is_file():
                 self._save("best")
             export_run(self.out, which="best")
+        summary = {"status": "preempted" if status == "preempted" else "done", "step": self.step,
+                   "best_val": self.best_val, "out": str(self.out)} | self.monitor.summary()
+        if self.d.main:
+            (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.monitor.on:
+                tqdm.write(self.monitor.report())
         barrier()
-        return {"status": "preempted" if status == "preempted" else "done", "step": self.step,
-                "best_val": self.best_val, "out": str(self.out)}
+        return summary
 
     def _end_epoch(self) -> None:
         if self.val_loader is not None:
             val = self.validate()
-            self._log({"step": self.step, "epoch": self.epoch, "val_loss": val})
+            self._log({"step": self.step, "epoch": self.epoch, "val_loss": val} | self.monitor.check(self.step))
             if self.d.main:
                 tqdm.write(f"epoch {self.epoch}: val loss {val:.4f}")
-            if val < self.best_val:
-                self.best_val = val
+            keep = self.monitor.keep_best(self.step, val, self.best_val)  # lowest val loss, or best monitor score
+            self.best_val = min(self.best_val, val)
+            if keep:
                 self._save("best")
         self._save()
 

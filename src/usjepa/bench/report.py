@@ -177,6 +177,42 @@ def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
     return fig
 
 
+def monitor_curves(results: dict) -> dict[str, dict[int, dict]]:
+    """Training-monitor rows by step (rank, knn_TASK, linear_TASK) of each usjepa encoder whose run logged them."""
+    curves = {}
+    for spec in results["encoders"]:
+        kind, _, arg = spec.partition(":")
+        run = Path(arg).parent if (Path(arg) / "card.json").is_file() else Path(arg)  # an export sits in its run
+        if kind != "usjepa" or not (run / "metrics.csv").is_file():
+            continue  # another kind of encoder, or a run from before the monitor
+        with open(run / "metrics.csv") as f:
+            rows = {int(r["step"]): r for r in csv.DictReader(f) if r.get("rank")}
+        if rows:
+            curves[spec] = dict(sorted(rows.items()))
+    return curves
+
+
+def monitor_figure(curves: dict[str, dict[int, dict]]) -> plt.Figure:
+    """Feature effective rank and online-probe validation macro-F1 (mean over the monitor's tasks) against the
+    pretraining step, one line per pretrained encoder: linear probe solid, kNN dashed."""
+    fig, (ax_rank, ax_probe) = plt.subplots(1, 2, figsize=(11, 3.6))
+    for spec, rows in curves.items():
+        steps, first = list(rows), next(iter(rows.values()))
+        line, = ax_rank.plot(steps, [float(r["rank"]) for r in rows.values()], marker=".", label=_short(spec))
+        for probe, style in (("linear", "-"), ("knn", "--")):
+            cols = [k for k in first if k.startswith(f"{probe}_")]
+            if cols:
+                ax_probe.plot(steps, [100 * np.mean([float(r[c]) for c in cols]) for r in rows.values()], style,
+                              marker=".", color=line.get_color(), label=f"{_short(spec)} {probe}")
+    ax_rank.set(title="feature effective rank (held-out corpus images)", xlabel="pretraining step", ylabel="RankMe")
+    ax_probe.set(title="online probe: linear (solid), kNN (dashed)", xlabel="pretraining step",
+                 ylabel="val macro-F1 (%)")
+    for ax in (ax_rank, ax_probe):
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def _short(spec: str) -> str:
     kind, _, arg = spec.partition(":")
     path = Path(arg.split("@")[0])
@@ -208,6 +244,8 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
     figures["tsne"] = tsne_figure(embeddings, list(results["encoders"]), list(results["tasks"]))
+    if curves := monitor_curves(results):
+        figures["monitor"] = monitor_figure(curves)
     images = {name: _png(fig, out / "plots" / f"{name}.png") for name, fig in figures.items()}
     paths |= {name: out / "plots" / f"{name}.png" for name in images}
     paths["html"].write_text(_html(results, tabs, images))
