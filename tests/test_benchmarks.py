@@ -20,7 +20,8 @@ def test_gpu_step_reports_throughput_flops_and_mfu_per_stage():
     assert set(rows) == {"salt", "vpixel"}
     for cols in rows.values():
         img_s, ms, gflop, mfu = (float(v) for v in cols.split()[:4])
-        assert img_s > 0 and gflop > 0 and abs(mfu - 100 * gflop / 1e3 / (ms / 1e3)) < 0.03 * mfu  # peak: 1 TFLOP/s
+        # peak 1 TFLOP/s; MFU is printed to 0.1 %, so allow its rounding besides 3 % (a loaded machine gives MFU < 1 %)
+        assert img_s > 0 and gflop > 0 and abs(mfu - 100 * gflop / 1e3 / (ms / 1e3)) < 0.03 * mfu + 0.05
     assert float(rows["salt"].split()[2]) > float(rows["vpixel"].split()[2])  # SALT adds the frozen teacher's forward
 
 
