@@ -33,6 +33,7 @@ from usjepa.checkpoint import load_checkpoint
 from usjepa.cli import main
 from usjepa.config import load_config
 from usjepa.data.corpus import FAULTS, build_pretrain_loader, open_sources
+from usjepa.data.corruptions import corrupt
 from usjepa.data.decode import read_image
 from usjepa.data.sources import open_source
 from usjepa.data.ultrabench import find_dataset, load_ultrabench
@@ -319,6 +320,22 @@ def world_larger_than_data(ctx: Ctx) -> str:
     return raised(build_pretrain_loader, cfg, "train", 0, 128)
 
 
+# ---- config faults raised as ConfigError naming the key (issue 15) -----------------------------------------
+
+def data_shrank_since_checkpoint(ctx: Ctx) -> str:
+    """A run checkpointed at step 5 of an 8-step epoch, resumed on a 16-frame source (2 steps per epoch)."""
+    frames, few = ctx.frames, folder(ctx.tmp / "few")
+    for p in sorted(frames.iterdir())[:16]:
+        shutil.copy(p, few / p.name)
+    Trainer(tiny_cfg(ctx, f"data.sources=[{frames}]", "method=mae", "max_steps=5")).fit()
+    return raised(Trainer(tiny_cfg(ctx, f"data.sources=[{few}]", "method=mae")).fit)
+
+
+def corruption(kind: str, eps: int) -> str:
+    return raised(corrupt, torch.rand(1, 8, 8), torch.ones(1, 8, 8, dtype=torch.bool), kind, eps)
+
+
+
 # ---- the table -------------------------------------------------------------------------------------------
 
 CFG, DATA, BENCH, CKPT, TRAIN, CLI = "Config", "Data", "Benchmark tasks", "Checkpoints and models", "Training", "CLI"
@@ -447,6 +464,33 @@ CASES = [
     Case("unknown-command", CLI, "`usjepa pretrian`", "argparse usage error; exit 2",
          "exit 2: usjepa: error: argument COMMAND: invalid choice: 'pretrian' (choose from ",
          lambda ctx: cli("pretrian")),
+    # ---- config faults raised as ConfigError naming the key (issue 15) ----
+    Case("unknown-method", CFG, "`method=simclr`", f"ConfigError listing the registered methods; {EXIT2}",
+         "ConfigError: method: expected one of ['ijepa', 'mae', 'salt', 'vpixel'], got 'simclr'",
+         lambda ctx: raised(load_config, "tiny", ["method=simclr"])),
+    Case("image-not-multiple-of-patch", CFG, "`data.img_size=36` with 8-pixel patches",
+         f"ConfigError before training; {EXIT2}",
+         "ConfigError: data.img_size: 36 is not a multiple of the patch size 8 (model.patch_size, or the arch's own)",
+         lambda ctx: raised(MaskCollator, tiny_cfg(ctx).mask, 36, 8)),
+    Case("no-sources", CFG, "`data.sources=[]`", f"ConfigError before training; {EXIT2}",
+         "ConfigError: data.sources: is empty; give at least one folder, manifest, DICOM, video or shard spec",
+         lambda ctx: raised(open_sources, [])),
+    Case("batch-smaller-than-world", CFG, "`optim.batch_size=8` on 16 processes",
+         f"ConfigError when the loader is built; {EXIT2}",
+         "ConfigError: optim.batch_size: 8 gives no sample per rank for 16 ranks x 1 accumulation steps",
+         lambda ctx: raised(build_pretrain_loader, tiny_cfg(ctx, f"data.sources=[{ctx.frames}]"), "train", 0, 16)),
+    Case("data-shrank-since-checkpoint", CFG, "a run resumed on fewer samples than its checkpoint was trained on",
+         f"ConfigError naming the checkpoint, at the resumed epoch; {EXIT2}",
+         "ConfigError: data.sources: the loader ended before epoch 0 was complete: the sources hold fewer samples "
+         "than when {tmp}/run/checkpoints/last.pt was written; use a new out= directory",
+         data_shrank_since_checkpoint),
+    Case("unknown-corruption", BENCH, "bench corruption `fog`", f"ConfigError; {EXIT2}",
+         "ConfigError: corruptions: unknown corruption 'fog' (expected blur, contrast or speckle)",
+         lambda ctx: corruption("fog", 1)),
+    Case("unknown-severity", BENCH, "bench severity 5", f"ConfigError; {EXIT2}",
+         "ConfigError: severities: 5 is not a severity (expected one of [0, 1, 2, 3])",
+         lambda ctx: corruption("blur", 5)),
+    # ---- end of issue 15's rows ----
 ]
 
 

@@ -31,9 +31,6 @@ class Scale:
 
 
 _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
-# The tiny config's lr 1e-3 collapses every self-supervised ViT within these short runs (feature effective rank
-# 4-8 against random init's 34); 1e-4, nearer the paper's 5e-5 at batch 128, keeps V-Pixel, SALT and MAE at 31-35.
-_CPU_LR = ("optim.lr=1e-4", "optim.start_lr=1e-5", "optim.final_lr=1e-6")
 # A check forwards its images once: with 150 + 316 images it took 0.9-1.2 s against 0.2-0.25 s per step (quiet
 # stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images should cost about half
 # (an estimate from image counts: the machine was too loaded that day to re-time the demo with them).
@@ -43,13 +40,12 @@ _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ij
 SCALES = {
     # 2-core CPU, <= 10 minutes with the install: 64 px, a 6-block ViT-Tiny with 8-px patches, 80 steps of 32 each.
     "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
-                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0",
-                                                    *_TINY_MONITOR, *_CPU_LR),
+                  configs=_TINY_CONFIGS,
+                  overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0", *_TINY_MONITOR),
                   effnet="effnet-lite0:112"),
     # The same models on 4x the data, for 600 teacher and 1200 student steps (about an hour on a 2-core CPU).
     "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
-                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0",
-                                                                            "monitor.every=100", *_CPU_LR),
+                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0", "monitor.every=100"),
                    effnet="effnet-lite0:112"),
     # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code.
     "paper": Scale(img_size=224, n_per_task=2000, corpus_size=100_000, teacher_epochs=20, student_epochs=100,

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from usjepa.config import MaskConfig
+from usjepa.errors import ConfigError
 
 
 def patch_validity(scan_mask: torch.Tensor, patch: int) -> np.ndarray:
@@ -32,7 +33,8 @@ class MaskCollator:
     def __init__(self, cfg: MaskConfig, img_size: int, patch_size: int, kind: str = "multiblock"):
         """``kind``: "multiblock" (I-JEPA blocks) or "random" (MAE: ``random_ratio`` of patches masked)."""
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch size {patch_size}")
+            raise ConfigError(f"data.img_size: {img_size} is not a multiple of the patch size {patch_size} "
+                              "(model.patch_size, or the arch's own)")
         self.cfg = cfg
         if kind not in ("multiblock", "random"):
             raise ValueError(f"mask kind must be 'multiblock' or 'random', got '{kind}'")

@@ -76,16 +76,19 @@ class Trainer:
         self.method = build_method(cfg).to(self.d.device)
         o, world = cfg.optim, self.d.world
         if o.batch_size % (world * o.accum_steps):
-            raise ConfigError(f"optim.batch_size: {o.batch_size} is not divisible by world size {world} x accum_steps {o.accum_steps}")
+            raise ConfigError(f"optim.batch_size: {o.batch_size} is not divisible by world size {world} "
+                              f"x accum_steps {o.accum_steps}")
         collate = MaskCollator(cfg.mask, cfg.data.img_size, self.method.encoder.patch_size, self.method.mask_kind)
         self.loader = build_pretrain_loader(cfg, "train", self.d.rank, world, collate)
-        self.val_loader = build_pretrain_loader(cfg, "val", self.d.rank, world, collate) if cfg.data.val_fraction > 0 else None
-        self.monitor = Monitor(cfg, self.method.encoder.vit, None if self.val_loader is None else self.val_loader.dataset,
+        validates = cfg.data.val_fraction > 0
+        self.val_loader = build_pretrain_loader(cfg, "val", self.d.rank, world, collate) if validates else None
+        self.monitor = Monitor(cfg, self.method.encoder.vit, self.val_loader.dataset if validates else None,
                                self.d.device, self.d.main)
         self.columns = METRICS + self.monitor.columns
         self.steps_per_epoch = len(self.loader) // o.accum_steps
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"data: too few samples for one step of global batch {o.batch_size} on {world} process(es)")
+            raise ConfigError(f"data.sources: too few samples for one step of global batch {o.batch_size} "
+                              f"on {world} process(es)")
         self.total = o.epochs * self.steps_per_epoch
         self.warmup = round(o.warmup_epochs * self.steps_per_epoch)
         self.engine = StepEngine(self.method, world, cfg.compile)
@@ -122,7 +125,8 @@ class Trainer:
             raise CheckpointError(f"{path}: does not fit this run's model (e.g. {wrong[:3]}); "
                                   f"the config changed since it was written: use a new out= directory")
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.step, self.epoch, self.bad, self.best_val = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"], ckpt["best_val"]
+        self.step, self.epoch, self.bad = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"]
+        self.best_val = ckpt["best_val"]
         self.monitor.load_state_dict(ckpt.get("monitor", {}))
         torch.set_rng_state(ckpt["rng"])
         if "cuda_rng" in ckpt and torch.cuda.is_available():
@@ -221,7 +225,8 @@ class Trainer:
                 return "preempted"
             if at_epoch_end or self.step >= stop_at:
                 return "running"
-        raise RuntimeError(f"the data loader ended before epoch {self.epoch} was complete")
+        raise ConfigError(f"data.sources: the loader ended before epoch {self.epoch} was complete: the sources hold "
+                          f"fewer samples than when {self._ckpt_path('last')} was written; use a new out= directory")
 
     def fit(self) -> dict:
         from torch.utils.tensorboard import SummaryWriter
@@ -287,7 +292,8 @@ def train(cfg: Config) -> dict:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = f"methods (the config's method=): {', '.join(method_names())}"
-    p.add_argument("--config", required=True, help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)")
+    p.add_argument("--config", required=True,
+                   help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.sources=[dir1,dir2]")
 
 

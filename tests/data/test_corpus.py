@@ -10,6 +10,7 @@ from PIL import Image
 from usjepa.config import load_config
 from usjepa.data.corpus import build_pretrain_loader, epoch_plan, source_quota, split_indices
 from usjepa.data.sources import open_source
+from usjepa.errors import ConfigError
 
 
 def _folder(root: Path, n: int, seed: int) -> str:
@@ -89,5 +90,5 @@ def test_ranks_are_disjoint(tmp_path):
 
 
 def test_empty_sources_fail_fast(tmp_path):
-    with pytest.raises(Exception, match="data.sources is empty"):
+    with pytest.raises(ConfigError, match="data.sources: is empty"):
         build_pretrain_loader(_cfg([]), "train")

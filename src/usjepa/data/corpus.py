@@ -26,7 +26,7 @@ from usjepa.data.preprocess import PreprocessConfig, preprocess
 from usjepa.data.sample import Sample
 from usjepa.data.source import Source
 from usjepa.data.sources import open_source
-from usjepa.errors import DataError
+from usjepa.errors import ConfigError, DataError
 
 log = logging.getLogger("usjepa.data")
 MAX_SUBSTITUTES = 16  # consecutive unreadable items tolerated before a source is declared broken
@@ -37,7 +37,7 @@ FAULTS: Counter = Counter()  # per-process count of unreadable items, by source
 def open_sources(specs: list[str]) -> list[Source]:
     """Open every spec; shards holding several ingested sources are split back into one per source."""
     if not specs:
-        raise DataError("data.sources is empty: give at least one folder, manifest, DICOM, video or shard spec")
+        raise ConfigError("data.sources: is empty; give at least one folder, manifest, DICOM, video or shard spec")
     out = []
     for spec in specs:
         src = open_source(spec)
@@ -197,8 +197,8 @@ def build_pretrain_loader(cfg: Config, split: str = "train", rank: int = 0, worl
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     batch = cfg.optim.batch_size // world // cfg.optim.accum_steps
     if batch < 1:
-        raise DataError(f"optim.batch_size {cfg.optim.batch_size} gives no sample per rank for {world} ranks x "
-                        f"{cfg.optim.accum_steps} accumulation steps")
+        raise ConfigError(f"optim.batch_size: {cfg.optim.batch_size} gives no sample per rank for {world} ranks x "
+                          f"{cfg.optim.accum_steps} accumulation steps")
     ds = PretrainDataset(cfg, sources if sources is not None else open_sources(cfg.data.sources), split)
     if len(ds) < world:
         hint = "; set data.val_fraction=0 to skip validation" if split == "val" else ""

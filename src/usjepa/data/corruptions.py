@@ -10,6 +10,8 @@ import math
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from usjepa.errors import ConfigError
+
 CONTRAST_ALPHA = {0: 1.0, 1: 0.7, 2: 0.5, 3: 0.3}
 
 
@@ -45,12 +47,14 @@ def speckle(img: torch.Tensor, scan_mask: torch.Tensor, sigma: float, generator:
 
 def corrupt(img: torch.Tensor, scan_mask: torch.Tensor, kind: str, eps: int, generator: torch.Generator | None = None):
     """Apply corruption ``kind`` ("blur", "contrast", "speckle") at severity ``eps`` in {0, 1, 2, 3}."""
+    if kind not in ("blur", "contrast", "speckle"):
+        raise ConfigError(f"corruptions: unknown corruption '{kind}' (expected blur, contrast or speckle)")
+    if eps not in CONTRAST_ALPHA:
+        raise ConfigError(f"severities: {eps!r} is not a severity (expected one of {sorted(CONTRAST_ALPHA)})")
     if eps == 0:
         return img
     if kind == "blur":
         return blur(img, float(eps))
     if kind == "contrast":
         return contrast(img, scan_mask, CONTRAST_ALPHA[eps])
-    if kind == "speckle":
-        return speckle(img, scan_mask, 0.35 * eps, generator)
-    raise ValueError(f"unknown corruption '{kind}' (expected blur, contrast or speckle)")
+    return speckle(img, scan_mask, 0.35 * eps, generator)
