@@ -12,7 +12,7 @@ from usjepa.errors import UsjepaError
 
 COMMANDS = {
     "demo": ("usjepa.demo", "simulate, pretrain, compare and benchmark end to end"),
-    "simulate": ("usjepa.data.synthus", "write the SynthUS benchmark and pretraining corpus"),
+    "simulate": ("usjepa.synthus.cli", "write the SynthUS benchmark and pretraining corpus"),
     "ingest": ("usjepa.data.ingest", "preprocess real ultrasound into WebDataset shards"),
     "pretrain": ("usjepa.train", "pretrain with salt, vpixel, ijepa or mae"),
     "export": ("usjepa.export", "export a run's backbone as timm-loadable safetensors"),
