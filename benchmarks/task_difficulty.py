@@ -147,7 +147,7 @@ def predict(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def measure(task: Task, size: int, vit_dir: Path, seeds: int, cnn_seeds: int, cache: Cache) -> dict[str, list[float]]:
     out = {"chance": [100 * chance_macro_f1(task.labels("test"), task.n_classes)]}
     specs = {"pixels:8": "pixels:8", "pixels:16": "pixels:16", "random-vit": f"random:{vit_dir}",
-             "effnet-lite0": "effnet-lite0"}
+             "effnet-lite0": f"effnet-lite0:{max(size, 112)}"}  # as the demo runs it on 64 px images
     for col, spec in specs.items():
         enc = zoo.load(spec)
         x = {s: task_features(cache, enc, task, s, enc.pooling) for s in ("train", "val", "test")}

@@ -18,11 +18,20 @@ from sklearn.preprocessing import StandardScaler
 
 from usjepa.cli import main
 from usjepa.data.decode import read_image
-from usjepa.synthus import CORPUS, MASKS, SEGMENTATION, TASKS, items, render, write_suite, write_task
-from usjepa.synthus.physics import PROBES
-from usjepa.synthus.tasks import draw_nuisance, image_rng
 from usjepa.data.ultrabench import dataset_version, load_ultrabench, read_record
 from usjepa.errors import DataError
+from usjepa.synthus import (
+    CORPUS,
+    MASKS,
+    SEGMENTATION,
+    TASKS,
+    items,
+    render,
+    write_suite,
+    write_task,
+)
+from usjepa.synthus.physics import PROBES
+from usjepa.synthus.tasks import draw_nuisance, image_rng
 
 SIZE = 48
 

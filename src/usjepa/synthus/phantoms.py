@@ -129,9 +129,9 @@ def irregular(rng: Generator, n: int, amp: float) -> tuple[np.ndarray, np.ndarra
 
 # ---- tissue textures at matched mean log echogenicity ----
 
-SPARSE_SIGMA, SPARSE_SHIFT = 1.4, 0.33  # per-sample log-power spread of resolved strong scatterers, and the
+SPARSE_SIGMA, SPARSE_SHIFT = 1.8, 0.55  # per-sample log-power spread of resolved strong scatterers, and the
 # offset that keeps their mean log brightness after the PSF blends neighbours (measured at 64 and 224 px)
-CLUMP_SIGMA, CLUMP_CELLS = 1.2, 5  # log-power spread of clumps, and their spacing in beam samples
+CLUMP_SIGMA, CLUMP_CELLS = 1.5, 5  # log-power spread of clumps, and their spacing in beam samples
 
 
 def scatterers(cv: Canvas, rng: Generator, kind: str) -> np.ndarray:
@@ -149,6 +149,15 @@ def scatterers(cv: Canvas, rng: Generator, kind: str) -> np.ndarray:
     n_ax, n_lat = cv.u.shape
     field = cv.noise(rng, (max(n_ax // CLUMP_CELLS, 2), max(n_lat // CLUMP_CELLS, 2)))
     return np.exp(CLUMP_SIGMA * field / max(float(field.std()), 1e-3))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a focal finding sits (depth-normalised centre) and how large it is (mean radius): a nuisance."""
+
+    u: float
+    v: float
+    radius: float
 
 
 # ---- anatomy: a preset draws per-patient choices and returns how to paint each image ----
@@ -208,13 +217,15 @@ def liver(pr: Generator, depth_cm: float, fatty: float = 0.0) -> Anatomy:
     return Anatomy("liver", paint)
 
 
-def kidney(pr: Generator, depth_cm: float, liver_echo: float = 1.2, liver_atten: float = 0.5,
-           cortex: float = 0.8) -> Anatomy:
-    """Hepatorenal view: liver above a kidney with capsule, cortex, medullary pyramids and a bright sinus.
-    Marks the 'liver' and 'kidney' regions."""
+def kidney(pr: Generator, depth_cm: float, at: Placement | None = None, liver_echo: float = 1.2,
+           liver_atten: float = 0.5, cortex: float = 0.8) -> Anatomy:
+    """Hepatorenal view: liver above a kidney with capsule, cortex, medullary pyramids and a bright sinus, centred
+    and sized by `at` (at.radius 0.2 keeps the patient's size) or by the patient. Marks 'liver' and 'kidney'."""
     wall, wall_bottom = body_wall(pr, depth_cm)
     cu, cvv = pr.uniform(0.5, 0.62), pr.uniform(-0.1, 0.1)
     ru, rv, ang = pr.uniform(0.16, 0.22), pr.uniform(0.32, 0.42), pr.uniform(-0.35, 0.35)
+    if at is not None:
+        cu, cvv, ru, rv = at.u, at.v, ru * at.radius / 0.2, rv * at.radius / 0.2
     n_pyr = pr.integers(5, 8)
     pyr = [(a, pr.uniform(0.55, 0.75)) for a in np.linspace(0, 2 * math.pi, n_pyr, endpoint=False) + pr.uniform(0, 1)]
     sinus = irregular(pr, 4, 0.15)
@@ -354,15 +365,6 @@ def breast(pr: Generator, depth_cm: float) -> Anatomy:
 
 
 # ---- focal findings ----
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where a focal finding sits (depth-normalised centre) and how large it is (mean radius): a nuisance."""
-
-    u: float
-    v: float
-    radius: float
 
 
 def lesion(pr: Generator, kind: str, at: Placement) -> Painter:

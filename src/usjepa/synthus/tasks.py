@@ -81,17 +81,36 @@ class Nuisance:
 
 
 def draw_nuisance(ir: Generator, task: str) -> Nuisance:
-    """Nuisances of one image, from the image's generator (the same ranges for every class of a task)."""
+    """Nuisances of one image, from the image's generator (the same ranges for every class of a task).
+
+    The focal finding (lesion, texture region, kidney) is placed uniformly over the fan, so that on average
+    over images it darkens or brightens every part of the image alike and a class leaves no mean image.
+    """
     depth = round(ir.uniform(*DEPTH_CM.get(task, (4, 16))) * 2) / 2  # 0.5 cm steps, as a scanner offers
     f0 = float(np.clip(round(ir.uniform(0.8, 1.1) * 30 / depth * 2) / 2, 2.0, 8.0))
+    probe, convex_radius = PROBES[ir.integers(3)], float((4, 6)[ir.integers(2)])
+    at_u, at_radius = float(ir.uniform(0.25, 0.8)), float(ir.uniform(0.08, 0.15))
+    half = _half_width(probe, convex_radius / depth, depth, at_u)
     return Nuisance(
-        probe=PROBES[ir.integers(3)], convex_radius_cm=float((4, 6)[ir.integers(2)]), depth_cm=depth, f0_mhz=f0,
+        probe=probe, convex_radius_cm=convex_radius, depth_cm=depth, f0_mhz=f0,
         bandwidth=float((0.5, 0.6, 0.7)[ir.integers(3)]), focus_cm=round(ir.uniform(0.4, 0.7) * depth * 2) / 2,
         gain_db=float(ir.uniform(-8, 8)), tgc_db_cm_mhz=float(ir.uniform(0.4, 0.7)),
-        dynamic_range_db=float(ir.uniform(50, 70)), zoom=float(ir.uniform(0.8, 1.2)),
+        dynamic_range_db=float(ir.uniform(50, 70)), zoom=float(ir.uniform(*ZOOM.get(task, (0.8, 1.2)))),
         shift=float(ir.uniform(-0.12, 0.12)), flip=bool(ir.random() < 0.5),
-        at_u=float(ir.uniform(0.3, 0.65)), at_v=float(ir.uniform(-0.25, 0.25)), at_radius=float(ir.uniform(0.08, 0.15)),
+        at_u=at_u, at_v=float(ir.uniform(-1, 1) * max(half - 0.6 * at_radius, 0.03)), at_radius=at_radius,
         level=float(ir.uniform(0.3, 0.45)), spread=float(ir.uniform(0.13, 0.19)), slope=float(ir.uniform(-0.06, 0.06)))
+
+
+ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
+
+
+def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
+    """Half the fan's width at depth u, in depth units (the geometry of Nuisance.scan)."""
+    if probe == "linear":
+        return 0.4 if depth_cm > 6 else 0.5
+    if probe == "convex":
+        return (radius + u) * math.sin(math.radians(65) / 2)
+    return (0.2 / depth_cm + u) * math.sin(math.radians(80) / 2)
 
 
 # ---- scenes: (per-patient generator, image nuisances, class name) -> anatomy ----
@@ -118,8 +137,8 @@ def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
     about as bright as the cortex. The cortex level varies, so the contrast carries the label, not the level."""
     degree = pr.uniform(0.55, 1.0) if fatty else pr.uniform(0.0, 0.15)
     cortex = pr.uniform(0.5, 1.5)
-    return ph.kidney(pr, nz.depth_cm, liver_echo=cortex * (0.9 + 2.5 * degree), liver_atten=0.5 + 0.6 * degree,
-                     cortex=cortex)
+    return ph.kidney(pr, nz.depth_cm, nz.placement(), liver_echo=cortex * (0.9 + 2.5 * degree),
+                     liver_atten=0.5 + 0.6 * degree, cortex=cortex)
 
 
 def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
@@ -130,8 +149,9 @@ def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
     pleura = pr.uniform(0.15, 0.26)
     ribs = [s * pr.uniform(0.28, 0.42) for s in (-1, 1) if pr.random() < 0.8]
     decay = pr.uniform(0.35, 0.65)
-    b_lines = [(pr.uniform(-0.35, 0.35), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(pr.integers(1, 6))]
-    cons = (pleura + pr.uniform(0.08, 0.2), pr.uniform(-0.15, 0.15), pr.uniform(0.08, 0.25), pr.uniform(0.1, 0.3))
+    b_lines = [(pr.uniform(-0.45, 0.45), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(pr.integers(1, 6))]
+    at = nz.placement()  # the consolidation's place and size, anywhere below the pleura
+    cons = (max(at.u, pleura + 0.1), at.v, 1.3 * at.radius, 2 * at.radius)
     haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
     shred = ph.irregular(pr, 12, 0.25)
 
@@ -164,7 +184,7 @@ def texture_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
     wall, _ = ph.body_wall(pr, nz.depth_cm, (0.2, 0.8))
     echo, margin = pr.uniform(0.7, 1.4), ph.irregular(pr, 3, 0.12)
     at = nz.placement()
-    radius = 1.5 * at.radius
+    radius = 1.8 * at.radius
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(ph.layer(cv.u, 0.1, 2), np.float32(echo))
@@ -179,9 +199,9 @@ def texture_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
 
 def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
     """Hepatorenal view (liver, kidney), half the patients with a focal liver lesion, as a class-index mask."""
-    anatomy = ph.kidney(pr, nz.depth_cm, liver_echo=pr.uniform(0.9, 1.6))
     at = nz.placement()
-    les = ph.lesion(pr, ("benign", "malignant")[pr.integers(2)], Placement(0.3, at.v, 0.7 * at.radius)) \
+    anatomy = ph.kidney(pr, nz.depth_cm, Placement(0.6, 0.4 * at.v, at.radius), liver_echo=pr.uniform(0.9, 1.6))
+    les = ph.lesion(pr, ("benign", "malignant")[pr.integers(2)], Placement(0.3, -at.v, 0.6 * at.radius)) \
         if pr.random() < 0.5 else None
 
     def paint(cv: Canvas, ir: Generator) -> None:
@@ -194,7 +214,8 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
 
 SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
     "synthus_lesion": lesion_scene,
-    "synthus_organ": lambda pr, nz, name: ph.ORGANS[name](pr, nz.depth_cm),
+    "synthus_organ": lambda pr, nz, name: ph.ORGANS[name](pr, nz.depth_cm) if name != "kidney"
+    else ph.kidney(pr, nz.depth_cm),
     "synthus_fatty": lambda pr, nz, name: fatty_scene(pr, nz, name == "fatty"),
     "synthus_lung": lung_scene,
     "synthus_texture": texture_scene,
