@@ -374,9 +374,9 @@ def lesion(pr: Generator, kind: str, at: Placement) -> Painter:
     with microcalcifications and a posterior shadow. Marks the 'lesion' region."""
     echo = pr.uniform(0.15, 0.5)
     if kind == "benign":
-        ratio, margin, ang = 1 / pr.uniform(1.3, 1.9), irregular(pr, 2, 0.04), pr.uniform(-0.4, 0.4)
+        ratio, margin, ang = 1 / pr.uniform(1.5, 2.2), irregular(pr, 2, 0.04), pr.uniform(-0.4, 0.4)
     else:
-        ratio, margin, ang = pr.uniform(1.2, 1.7), irregular(pr, 14, pr.uniform(0.2, 0.35)), pr.uniform(-0.15, 0.15)
+        ratio, margin, ang = pr.uniform(1.4, 2.0), irregular(pr, 14, pr.uniform(0.3, 0.45)), pr.uniform(-0.15, 0.15)
     ru, rv = at.radius * ratio**0.5, at.radius / ratio**0.5
     n_calc = pr.integers(6, 16)
 

@@ -89,7 +89,7 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
     depth = round(ir.uniform(*DEPTH_CM.get(task, (4, 16))) * 2) / 2  # 0.5 cm steps, as a scanner offers
     f0 = float(np.clip(round(ir.uniform(0.8, 1.1) * 30 / depth * 2) / 2, 2.0, 8.0))
     probe, convex_radius = PROBES[ir.integers(3)], float((4, 6)[ir.integers(2)])
-    at_u, at_radius = float(ir.uniform(0.25, 0.8)), float(ir.uniform(0.08, 0.15))
+    at_u, at_radius = float(ir.uniform(0.25, 0.8)), float(ir.uniform(*RADIUS.get(task, (0.08, 0.15))))
     half = _half_width(probe, convex_radius / depth, depth, at_u)
     return Nuisance(
         probe=probe, convex_radius_cm=convex_radius, depth_cm=depth, f0_mhz=f0,
@@ -102,6 +102,7 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
 
 
 ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
+RADIUS = {"synthus_lesion": (0.11, 0.18)}  # lesions large enough for their margin to show at 64 px
 
 
 def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
