@@ -1,6 +1,7 @@
 """`usjepa demo`: the whole story on SynthUS, built from the real pieces and resumable stage by stage.
 
-simulate -> V-Pixel teacher -> SALT student -> I-JEPA and MAE at the same compute -> benchmark -> report.
+simulate -> SALT student from a pretrained teacher (EfficientNet-Lite0) -> [small, paper: V-Pixel teacher -> SALT
+student from it] -> EMA I-JEPA and pixel MAE at the same steps x batch -> benchmark -> report (rows by recipe).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from usjepa.bench.run import run_bench
 from usjepa.config import load_config
@@ -22,45 +25,49 @@ class Scale:
     img_size: int
     n_per_task: int
     corpus_size: int
-    teacher_epochs: int
-    student_epochs: int
+    teacher_epochs: int  # V-Pixel stage 1; 0: the own-teacher recipe does not run at this scale
+    student_epochs: int  # every student and comparator (same steps x batch)
     configs: dict = field(default_factory=dict)  # method -> shipped config name
     overrides: tuple = ()
     bench_seeds: int = 5
     effnet: str = "effnet-lite0"  # the ImageNet reference; ":SIZE" runs it at SIZE px
+    teacher: tuple = ("teacher.source=effnet-lite0", "teacher.layer=3")  # the pretrained teacher of recipe 1
 
 
-_TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
-# The tiny config's lr 1e-3 collapses every self-supervised ViT within these short runs (feature effective rank
-# 4-8 against random init's 34); 1e-4, nearer the paper's 5e-5 at batch 128, keeps V-Pixel, SALT and MAE at 31-35.
-_CPU_LR = ("optim.lr=1e-4", "optim.start_lr=1e-5", "optim.final_lr=1e-6")
+_DEMO_CONFIGS = {m: "demo_salt" for m in ("vpixel", "salt", "ijepa", "mae")}  # one arch, batch and schedule for all
 _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
 
 SCALES = {
-    # 2-core CPU, <= 10 minutes with the install: 64 px, a 6-block ViT-Tiny with 8-px patches, 80 steps of 32 each.
-    "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
-                  configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0",
-                                                    *_CPU_LR),
-                  effnet="effnet-lite0:112"),
-    # The same models on 4x the data, for 600 teacher and 1200 student steps (about an hour on a 2-core CPU).
-    "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
-                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0", *_CPU_LR),
-                   effnet="effnet-lite0:112"),
-    # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code.
+    # 2-core CPU, <= 10 minutes with the install: the recipe of configs/demo_salt.yaml (48 px, patch 6, 4 blocks).
+    "tiny": Scale(img_size=48, n_per_task=400, corpus_size=3000, teacher_epochs=0, student_epochs=6,
+                  configs=_DEMO_CONFIGS, overrides=("data.steps_per_epoch=100",), effnet="effnet-lite0:112"),
+    # The same models on 2.5x the data, with the V-Pixel teacher and its student too (about 45 min on 2 cores).
+    "small": Scale(img_size=48, n_per_task=1000, corpus_size=8000, teacher_epochs=6, student_epochs=12,
+                   configs=_DEMO_CONFIGS, overrides=("data.steps_per_epoch=100",), effnet="effnet-lite0:112"),
+    # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code. Stage 3 of EfficientNet-Lite0
+    # (stride 16) gives the 14 x 14 grid at 224 px.
     "paper": Scale(img_size=224, n_per_task=2000, corpus_size=100_000, teacher_epochs=20, student_epochs=100,
                    configs=_PAPER_CONFIGS, overrides=("data.num_workers=8",)),
 }
 
-STUDENTS = ("salt", "ijepa", "mae")
+# Recipe -> (method, the report's name, external weights). "salt_vpixel" runs only where teacher_epochs > 0.
+RECIPES = {
+    "salt": ("salt", "SALT student, EfficientNet-Lite0 teacher", "ImageNet EfficientNet-Lite0 (teacher)"),
+    "vpixel": ("vpixel", "V-Pixel teacher (SALT stage 1)", ""),
+    "salt_vpixel": ("salt", "SALT student, own V-Pixel teacher", ""),
+    "ijepa": ("ijepa", "EMA I-JEPA", ""),
+    "mae": ("mae", "pixel MAE", ""),
+}
+REFERENCES = {"random": ("random-init ViT (same arch)", ""), "effnet": ("EfficientNet-Lite0", "ImageNet (itself)")}
 
 
-def _pretrain(out: Path, method: str, scale: Scale, corpus: Path, epochs: int, extra: list[str]) -> Path:
-    """Train one method (or resume it), and return its export directory."""
-    run = out / method
+def _pretrain(out: Path, recipe: str, scale: Scale, corpus: Path, epochs: int, extra: list[str]) -> Path:
+    """Train one recipe (or resume it), and return its export directory."""
+    method, run = RECIPES[recipe][0], out / recipe
     if (run / "export" / CARD).is_file():
-        print(f"[demo] {method}: already trained, export in {run / 'export'}")
+        print(f"[demo] {recipe}: already trained, export in {run / 'export'}")
         return run / "export"
-    print(f"[demo] {method}: pretraining ({epochs} epochs) in {run}")
+    print(f"[demo] {recipe}: pretraining ({epochs} epochs) in {run}")
     overrides = [f"method={method}", f"out={run}", f"data.sources=[{corpus}]", f"data.img_size={scale.img_size}",
                  f"optim.epochs={epochs}", *scale.overrides, *extra]
     train(load_config(scale.configs[method], overrides))
@@ -80,6 +87,29 @@ def _simulate(out: Path, s: Scale, seed: int) -> dict[str, Path]:
     return folders
 
 
+def summary_table(results: dict, names: dict[str, tuple[str, str]]) -> str:
+    """The demo's headline, one row per recipe: linear-probe test macro-F1 % (mean over seeds) per task and mean,
+    speckle at eps=3 (absolute and relative), effective rank, and the external weights each row used."""
+    rows, tasks = results["rows"], list(results["tasks"])
+
+    def mean(key: str, **match) -> float:
+        return float(np.mean([r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]))
+
+    head = ["recipe", *(t.removeprefix("synthus_") for t in tasks), "mean", "speckle ε=3", "relative", "eff. rank",
+            "external weights"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec, (name, weights) in names.items():
+        clean = [mean("macro_f1", encoder=spec, task=t, protocol="linear") for t in tasks]
+        noisy = [mean("macro_f1", encoder=spec, task=t, protocol="robust", corruption="speckle", severity=3)
+                 for t in tasks]
+        rank = np.mean([mean("effective_rank", encoder=spec, task=t, protocol="linear") for t in tasks])
+        cells = [f"{100 * v:.1f}" for v in clean] + [f"{100 * np.mean(clean):.1f}", f"{100 * np.mean(noisy):.1f}",
+                                                     f"{100 * (np.mean(noisy) / np.mean(clean) - 1):+.1f} %",
+                                                     f"{rank:.1f}", weights or "none"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) -> dict:
     s, out = SCALES[scale], Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,43 +118,53 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
     def lap(name: str) -> None:
         timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
 
-    print(f"[demo] 1/6 SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image corpus "
-          f"at {s.img_size} px")
+    recipes = ["salt", *(["vpixel", "salt_vpixel"] if s.teacher_epochs else []), "ijepa", "mae"]
+    n = 4 + len(recipes)
+    print(f"[demo] 1/{n} SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image "
+          f"corpus at {s.img_size} px")
     folders = _simulate(out, s, seed)
     corpus = folders[CORPUS]
     lap("simulate")
 
-    print("[demo] 2/6 stage 1: V-Pixel teacher")
-    exports = {"vpixel": _pretrain(out, "vpixel", s, corpus, s.teacher_epochs, [f"seed={seed}"])}
-    lap("vpixel")
-    for method in STUDENTS:
-        print("[demo] 3/6 stage 2: SALT student from the frozen teacher" if method == "salt" else
-              f"[demo] 4/6 comparator {method} at the same compute (steps x batch) as SALT")
-        extra = [f"seed={seed}"] + ([f"teacher.source={exports['vpixel']}"] if method == "salt" else [])
-        exports[method] = _pretrain(out, method, s, corpus, s.student_epochs, extra)
-        lap(method)
+    exports = {}
+    for i, recipe in enumerate(recipes, 2):
+        extra, epochs = [f"seed={seed}"], s.student_epochs
+        if recipe == "salt":
+            extra += list(s.teacher)
+        elif recipe == "vpixel":
+            epochs = s.teacher_epochs
+        elif recipe == "salt_vpixel":
+            extra += [f"teacher.source={exports['vpixel']}", "teacher.layer=-1"]
+        print(f"[demo] {i}/{n} {RECIPES[recipe][1]}" + (" (same steps x batch as the SALT student)"
+                                                         if recipe in ("ijepa", "mae") else ""))
+        exports[recipe] = _pretrain(out, recipe, s, corpus, epochs, extra)
+        lap(recipe)
 
-    print("[demo] 5/6 benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
-    encoders = [f"usjepa:{exports[m]}" for m in ("vpixel", "salt", "ijepa", "mae")]
-    encoders += [f"random:{exports['salt']}", s.effnet]
-    run_bench(encoders, [str(folders[t]) for t in TASKS], out / "bench", protocols=["linear", "fewshot", "robust"],
-              seeds=s.bench_seeds)
+    print(f"[demo] {n - 1}/{n} benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
+    names = {f"usjepa:{exports[r]}": RECIPES[r][1:] for r in recipes}
+    names |= {f"random:{exports['salt']}": REFERENCES["random"], s.effnet: REFERENCES["effnet"]}
+    results = run_bench(list(names), [str(folders[t]) for t in TASKS], out / "bench",
+                        protocols=["linear", "fewshot", "robust"], seeds=s.bench_seeds)
     lap("bench")
 
-    print("[demo] 6/6 report")
-    report, board = out / "bench" / "report.html", out / "bench" / "leaderboard.md"
+    print(f"[demo] {n}/{n} report")
+    report, board, table = out / "bench" / "report.html", out / "bench" / "leaderboard.md", out / "summary.md"
+    table.write_text(summary_table(results, names))
     summary = {"scale": scale, "seed": seed, "timings_s": timings, "total_s": round(time.perf_counter() - t0, 1),
+               "recipes": {spec: name for spec, (name, _) in names.items()}, "summary": str(table),
                "report": str(report), "leaderboard": str(board)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
-    print(board.read_text())
-    print(f"[demo] report:      {report}\n[demo] leaderboard: {board}\n[demo] total time:  {summary['total_s']:.0f} s")
+    print(table.read_text())
+    print(f"[demo] summary:     {table}\n[demo] report:      {report} (rows by spec; names in demo.json)\n"
+          f"[demo] leaderboard: {board}\n[demo] total time:  {summary['total_s']:.0f} s")
     return summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (re-running resumes)")
     p.add_argument("--scale", choices=sorted(SCALES), default="tiny",
-                   help="tiny: <= 10 min on a 2-core CPU; small: about an hour; paper: the paper's recipe (GPUs)")
+                   help="tiny: <= 10 min on a 2-core CPU, SALT from EfficientNet-Lite0 only; small: about 45 min, "
+                        "adds SALT from its own V-Pixel teacher; paper: the paper's recipe (GPUs)")
     p.add_argument("--seed", type=int, default=0)
 
 
