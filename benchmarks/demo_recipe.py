@@ -3,7 +3,15 @@
 Each task's train split is cut again (10 %, seed 1) into probe-train and probe-val (early stopping); the probe is
 scored on the task's own validation split, clean and under speckle at eps=3. 5 seeds, mean over tasks.
 
-    python benchmarks/demo_recipe.py --tasks runs/recipe/synthus --encoders random:RUN/export,usjepa:RUN/export
+The sweep behind configs/demo_salt.yaml (one point; vary one override at a time: optim.epochs 3/6/10 of 100
+steps, optim.lr 1e-4/3e-4, teacher.layer 2/3, optim.warmup_epochs, model.pred_dim, data.img_size with
+model.patch_size 48/6 or 64/8, model.depth):
+
+    usjepa simulate --out runs/recipe/synthus --img-size 48 --n-per-task 400 --corpus 3000
+    for m in salt ijepa mae; do usjepa pretrain --config demo_salt method=$m out=runs/recipe/$m \
+        data.sources=[runs/recipe/synthus/synthus_corpus] data.steps_per_epoch=100 optim.epochs=6; done
+    python benchmarks/demo_recipe.py --tasks runs/recipe/synthus --encoders usjepa:runs/recipe/salt/export,\
+usjepa:runs/recipe/ijepa/export,usjepa:runs/recipe/mae/export,random:runs/recipe/salt/export,effnet-lite0:112
 """
 from __future__ import annotations
 
