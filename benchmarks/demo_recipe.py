@@ -1,7 +1,8 @@
 """Validation-only linear probe for choosing the demo's recipe (never touches a task's test split).
 
 Each task's train split is cut again (10 %, seed 1) into probe-train and probe-val (early stopping); the probe is
-scored on the task's own validation split, clean and under speckle at eps=3. 5 seeds, mean over tasks.
+scored on the task's own validation split, clean and under speckle at eps=3 (5 seeds, mean over tasks);
+the effective rank is of the probe-train features, as in the bench.
 
 The sweep behind configs/demo_salt.yaml (one point; vary one override at a time: optim.epochs 3/6/10 of 100
 steps, optim.lr 1e-4/3e-4, teacher.layer 2/3, optim.warmup_epochs, model.pred_dim, data.img_size with
@@ -45,7 +46,7 @@ def val_scores(spec: str, root: Path, seeds: int = 5) -> dict:
         noisy = extract(enc, task.splits["val"], enc.pooling, ("speckle", 3))
         speck = [s["macro_f1"] for s in scores(ys["val"].numpy(), probes.proba(noisy).numpy(), task.n_classes)]
         out[name] = {"f1": 100 * float(np.mean(clean)), "speckle3": 100 * float(np.mean(speck)),
-                     "rank": effective_rank(feats["val"])}
+                     "rank": effective_rank(feats["train"])}
     out["mean"] = {k: float(np.mean([out[t][k] for t in TASKS])) for k in ("f1", "speckle3", "rank")}
     return out
 
