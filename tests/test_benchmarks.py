@@ -28,3 +28,15 @@ def test_gpu_step_reports_throughput_flops_and_mfu_per_stage():
 def test_probe_grid_batched_heads_end_as_if_trained_alone():
     out = _run("probe_grid.py", "--repeats", "1", "--n-train", "200")
     assert "identical results: True" in out and re.search(r"speed-up: \d+\.\dx", out)
+
+
+def test_task_difficulty_prints_every_column_for_every_task_and_size():
+    out = _run("task_difficulty.py", "--sizes", "32", "--n", "50", "--seeds", "2", "--cnn-seeds", "1",
+               "--tasks", "fatty,texture", "--seed", "3")
+    assert "| task | n train/val/test | chance | pixels:8 | pixels:16 | random-vit | effnet-lite0 | metadata | cnn |" in out
+    rows = dict(re.findall(r"^\| (synthus_\w+) \| \d+/\d+/\d+ \| (.+) \|$", out, re.M))
+    assert set(rows) == {"synthus_fatty", "synthus_texture"}
+    for task, cells in rows.items():
+        values = [float(c.split()[0]) for c in cells.split(" | ")]
+        assert len(values) == 7 and all(0 <= v <= 100 for v in values)
+        assert values[0] == (50.0 if task == "synthus_fatty" else 33.3)  # chance: balanced test splits

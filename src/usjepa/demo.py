@@ -1,6 +1,7 @@
 """`usjepa demo`: the whole story on SynthUS, built from the real pieces and resumable stage by stage.
 
-simulate -> V-Pixel teacher -> SALT student -> I-JEPA and MAE at the same compute -> benchmark -> report.
+simulate -> SALT student from a pretrained teacher (EfficientNet-Lite0) -> [small, paper: V-Pixel teacher -> SALT
+student from it] -> EMA I-JEPA and pixel MAE at the same steps x batch -> benchmark -> report (rows by recipe).
 """
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from usjepa.bench.run import run_bench
 from usjepa.config import load_config
-from usjepa.data.synthus import CORPUS, TASKS, write_suite
 from usjepa.modelio import CARD
+from usjepa.synthus import CORPUS, TASKS, write_suite
 from usjepa.train import train
 
 
@@ -22,60 +25,68 @@ class Scale:
     img_size: int
     n_per_task: int
     corpus_size: int
-    teacher_epochs: int
-    student_epochs: int
+    teacher_epochs: int  # V-Pixel stage 1; 0: the own-teacher recipe does not run at this scale
+    student_epochs: int  # every student and comparator (same steps x batch)
     configs: dict = field(default_factory=dict)  # method -> shipped config name
     overrides: tuple = ()
     bench_seeds: int = 5
     effnet: str = "effnet-lite0"  # the ImageNet reference; ":SIZE" runs it at SIZE px
+    teacher: tuple = ("teacher.source=effnet-lite0", "teacher.layer=3")  # the pretrained teacher of recipe 1
 
 
-_TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
-# A check forwards its images once: with 150 + 316 images it took 0.9-1.2 s against 0.2-0.25 s per step (quiet
-# stretches of 2026-12-01 runs), i.e. 12-18 % of an 80-step run at 4 checks; 64 + 157 images should cost about half
-# (an estimate from image counts: the machine was too loaded that day to re-time the demo with them).
-_TINY_MONITOR = ("monitor.every=20", "monitor.images=64", "monitor.max_images=128")
+# The online monitor (rank, kNN and linear probe on MONITOR_TASK) every 100 steps on 64 held-out images and 128 task
+# images per split: a check forwards its images once, so 6 checks cost a few % of a 600-step run.
+_MONITOR = ("monitor.every=100", "monitor.images=64", "monitor.max_images=128")
+MONITOR_TASK = "synthus_organ"  # the online probe's task while pretraining (train and val splits only)
+_DEMO_CONFIGS = {m: "demo_salt" for m in ("vpixel", "salt", "ijepa", "mae")}  # one arch, batch and schedule for all
 _PAPER_CONFIGS = {"vpixel": "vpixel_vitb16", "salt": "salt_vitb16", "ijepa": "ijepa_vitb16", "mae": "mae_vitb16"}
 
 SCALES = {
-    # 2-core CPU, <= 10 minutes with the install: 64 px, a 6-block ViT-Tiny with 8-px patches, 80 steps of 32 each.
-    "tiny": Scale(img_size=64, n_per_task=400, corpus_size=3000, teacher_epochs=2, student_epochs=2,
-                  configs=_TINY_CONFIGS,
-                  overrides=("data.steps_per_epoch=40", "data.val_fraction=0.05", "data.num_workers=0", *_TINY_MONITOR),
-                  effnet="effnet-lite0:112"),
-    # The same models on 4x the data, for 600 teacher and 1200 student steps (about an hour on a 2-core CPU).
-    "small": Scale(img_size=64, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
-                   configs=_TINY_CONFIGS, overrides=("data.steps_per_epoch=100", "data.num_workers=0", "monitor.every=100"),
+    # 2-core CPU, <= 10 minutes with the install: the recipe of configs/demo_salt.yaml (48 px, patch 6, 4 blocks).
+    "tiny": Scale(img_size=48, n_per_task=400, corpus_size=3000, teacher_epochs=0, student_epochs=6,
+                  configs=_DEMO_CONFIGS, overrides=("data.steps_per_epoch=100", *_MONITOR), effnet="effnet-lite0:112"),
+    # The same models on 4x the data for 2x the steps, with the V-Pixel teacher and its student too (<= 45 min).
+    "small": Scale(img_size=48, n_per_task=1000, corpus_size=12000, teacher_epochs=6, student_epochs=12,
+                   configs=_DEMO_CONFIGS, overrides=("data.steps_per_epoch=100", *_MONITOR),
                    effnet="effnet-lite0:112"),
-    # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code.
+    # The paper's recipe (ViT-B/16 at 224, 100 epochs): needs GPUs; the same code. Stage 3 of EfficientNet-Lite0
+    # (stride 16) gives the 14 x 14 grid at 224 px.
     "paper": Scale(img_size=224, n_per_task=2000, corpus_size=100_000, teacher_epochs=20, student_epochs=100,
                    configs=_PAPER_CONFIGS, overrides=("data.num_workers=8",)),
 }
 
-STUDENTS = ("salt", "ijepa", "mae")
-MONITOR_TASK = "synthus_organ"  # the online probe's task while pretraining (train and val splits only)
+# Recipe -> (method, the report's name, external weights). "salt_vpixel" runs only where teacher_epochs > 0.
+RECIPES = {
+    "salt": ("salt", "SALT student, EfficientNet-Lite0 teacher", "ImageNet EfficientNet-Lite0 (teacher)"),
+    "vpixel": ("vpixel", "V-Pixel teacher (SALT stage 1)", ""),
+    "salt_vpixel": ("salt", "SALT student, own V-Pixel teacher", ""),
+    "ijepa": ("ijepa", "EMA I-JEPA", ""),
+    "mae": ("mae", "pixel MAE", ""),
+}
+REFERENCES = {"random": ("random-init ViT (same arch)", ""), "effnet": ("EfficientNet-Lite0", "ImageNet (itself)")}
 
 
-def _pretrain(out: Path, method: str, scale: Scale, folders: dict[str, Path], epochs: int, extra: list[str]) -> Path:
-    """Train one method (or resume it), and return its export directory."""
-    run = out / method
+def _pretrain(out: Path, recipe: str, scale: Scale, folders: dict[str, Path], epochs: int, extra: list[str]) -> Path:
+    """Train one recipe (or resume it), and return its export directory."""
+    method, run = RECIPES[recipe][0], out / recipe
     if (run / "export" / CARD).is_file():
-        print(f"[demo] {method}: already trained, export in {run / 'export'}")
+        print(f"[demo] {recipe}: already trained, export in {run / 'export'}")
         return run / "export"
-    print(f"[demo] {method}: pretraining ({epochs} epochs) in {run}")
-    overrides = [f"method={method}", f"out={run}", f"data.sources=[{folders[CORPUS]}]", f"data.img_size={scale.img_size}",
-                 f"optim.epochs={epochs}", f"monitor.tasks=[{folders[MONITOR_TASK]}]", *scale.overrides, *extra]
+    print(f"[demo] {recipe}: pretraining ({epochs} epochs) in {run}")
+    overrides = [f"method={method}", f"out={run}", f"data.sources=[{folders[CORPUS]}]",
+                 f"data.img_size={scale.img_size}", f"optim.epochs={epochs}", f"monitor.tasks=[{folders[MONITOR_TASK]}]",
+                 *scale.overrides, *extra]
     train(load_config(scale.configs[method], overrides))
     return run / "export"
 
 
-def _monitor_costs(out: Path) -> dict[str, dict]:
+def _monitor_costs(out: Path, recipes: list[str]) -> dict[str, dict]:
     """Each pretraining run's own report of its monitoring cost (from its summary.json)."""
     costs = {}
-    for method in ("vpixel", *STUDENTS):
-        f = out / method / "summary.json"
+    for recipe in recipes:
+        f = out / recipe / "summary.json"
         if f.is_file():
-            costs[method] = json.loads(f.read_text())["monitor"]
+            costs[recipe] = json.loads(f.read_text())["monitor"]
     return costs
 
 
@@ -92,6 +103,30 @@ def _simulate(out: Path, s: Scale, seed: int) -> dict[str, Path]:
     return folders
 
 
+def summary_table(results: dict, names: dict[str, tuple[str, str]]) -> str:
+    """The demo's headline, one row per recipe: linear-probe test macro-F1 % (mean over seeds) per task and mean,
+    the mean under speckle at eps=3 and its change relative to the clean mean, effective rank, and the external
+    weights each row used."""
+    rows, tasks = results["rows"], list(results["tasks"])
+
+    def mean(key: str, **match) -> float:
+        return float(np.mean([r[key] for r in rows if all(r.get(k) == v for k, v in match.items())]))
+
+    head = ["recipe", *(t.removeprefix("synthus_") for t in tasks), "mean", "speckle ε=3", "relative change",
+            "eff. rank", "external weights"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for spec, (name, weights) in names.items():
+        clean = [mean("macro_f1", encoder=spec, task=t, protocol="linear") for t in tasks]
+        noisy = [mean("macro_f1", encoder=spec, task=t, protocol="robust", corruption="speckle", severity=3)
+                 for t in tasks]
+        rank = np.mean([mean("effective_rank", encoder=spec, task=t, protocol="linear") for t in tasks])
+        cells = [f"{100 * v:.1f}" for v in clean] + [f"{100 * np.mean(clean):.1f}", f"{100 * np.mean(noisy):.1f}",
+                                                     f"{100 * (np.mean(noisy) / np.mean(clean) - 1):+.1f} %",
+                                                     f"{rank:.1f}", weights or "none"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) -> dict:
     s, out = SCALES[scale], Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,45 +135,55 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
     def lap(name: str) -> None:
         timings[name] = round(time.perf_counter() - t0 - sum(timings.values()), 1)
 
-    print(f"[demo] 1/6 SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image corpus "
-          f"at {s.img_size} px")
+    recipes = ["salt", *(["vpixel", "salt_vpixel"] if s.teacher_epochs else []), "ijepa", "mae"]
+    n = 4 + len(recipes)
+    print(f"[demo] 1/{n} SynthUS: {len(TASKS)} labelled tasks x {s.n_per_task} images + a {s.corpus_size}-image "
+          f"corpus at {s.img_size} px")
     folders = _simulate(out, s, seed)
     lap("simulate")
 
-    print("[demo] 2/6 stage 1: V-Pixel teacher")
-    exports = {"vpixel": _pretrain(out, "vpixel", s, folders, s.teacher_epochs, [f"seed={seed}"])}
-    lap("vpixel")
-    for method in STUDENTS:
-        print("[demo] 3/6 stage 2: SALT student from the frozen teacher" if method == "salt" else
-              f"[demo] 4/6 comparator {method} at the same compute (steps x batch) as SALT")
-        extra = [f"seed={seed}"] + ([f"teacher.source={exports['vpixel']}"] if method == "salt" else [])
-        exports[method] = _pretrain(out, method, s, folders, s.student_epochs, extra)
-        lap(method)
+    exports = {}
+    for i, recipe in enumerate(recipes, 2):
+        extra, epochs = [f"seed={seed}"], s.student_epochs
+        if recipe == "salt":
+            extra += list(s.teacher)
+        elif recipe == "vpixel":
+            epochs = s.teacher_epochs
+        elif recipe == "salt_vpixel":
+            extra += [f"teacher.source={exports['vpixel']}", "teacher.layer=-1"]
+        print(f"[demo] {i}/{n} {RECIPES[recipe][1]}" + (" (same steps x batch as the SALT student)"
+                                                         if recipe in ("ijepa", "mae") else ""))
+        exports[recipe] = _pretrain(out, recipe, s, folders, epochs, extra)
+        lap(recipe)
 
-    print("[demo] 5/6 benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
-    encoders = [f"usjepa:{exports[m]}" for m in ("vpixel", "salt", "ijepa", "mae")]
-    encoders += [f"random:{exports['salt']}", s.effnet]
-    run_bench(encoders, [str(folders[t]) for t in TASKS], out / "bench", protocols=["linear", "fewshot", "robust"],
-              seeds=s.bench_seeds)
+    print(f"[demo] {n - 1}/{n} benchmark: linear probe (5 seeds), few-shot and robustness on every SynthUS task")
+    names = {f"usjepa:{exports[r]}": RECIPES[r][1:] for r in recipes}
+    names |= {f"random:{exports['salt']}": REFERENCES["random"], s.effnet: REFERENCES["effnet"]}
+    results = run_bench(list(names), [str(folders[t]) for t in TASKS], out / "bench",
+                        protocols=["linear", "fewshot", "robust"], seeds=s.bench_seeds)
     lap("bench")
 
-    print("[demo] 6/6 report")
-    report, board = out / "bench" / "report.html", out / "bench" / "leaderboard.md"
+    print(f"[demo] {n}/{n} report")
+    report, board, table = out / "bench" / "report.html", out / "bench" / "leaderboard.md", out / "summary.md"
+    table.write_text(summary_table(results, names))
     summary = {"scale": scale, "seed": seed, "timings_s": timings, "total_s": round(time.perf_counter() - t0, 1),
-               "monitor": _monitor_costs(out), "report": str(report), "leaderboard": str(board)}
+               "recipes": {spec: name for spec, (name, _) in names.items()}, "summary": str(table),
+               "monitor": _monitor_costs(out, recipes), "report": str(report), "leaderboard": str(board)}
     (out / "demo.json").write_text(json.dumps(summary, indent=2))
-    print(board.read_text())
-    for method, m in summary["monitor"].items():
-        print(f"[demo] {method} monitor: {m['checks']} checks, {m['seconds']:.1f} s = {100 * m['overhead']:.1f} % of "
+    print(table.read_text())
+    for recipe, m in summary["monitor"].items():
+        print(f"[demo] {recipe} monitor: {m['checks']} checks, {m['seconds']:.1f} s = {100 * m['overhead']:.1f} % of "
               f"its {m['wall_s']:.0f} s of training")
-    print(f"[demo] report:      {report}\n[demo] leaderboard: {board}\n[demo] total time:  {summary['total_s']:.0f} s")
+    print(f"[demo] summary:     {table}\n[demo] report:      {report} (rows by spec; names in demo.json)\n"
+          f"[demo] leaderboard: {board}\n[demo] total time:  {summary['total_s']:.0f} s")
     return summary
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output directory (re-running resumes)")
     p.add_argument("--scale", choices=sorted(SCALES), default="tiny",
-                   help="tiny: <= 10 min on a 2-core CPU; small: about an hour; paper: the paper's recipe (GPUs)")
+                   help="tiny: <= 10 min on a 2-core CPU, SALT from EfficientNet-Lite0 only; small: about 45 min, "
+                        "adds SALT from its own V-Pixel teacher; paper: the paper's recipe (GPUs)")
     p.add_argument("--seed", type=int, default=0)
 
 
