@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from usjepa.bench.stats import bootstrap_ci, holm, macro_f1_draws, paired_test, stratified_counts
+from usjepa.bench.stats import (
+    bootstrap_ci,
+    holm,
+    macro_f1_draws,
+    paired_test,
+    stratified_counts,
+)
 
 
 def _encoder(rng: np.random.Generator, y: np.ndarray, accuracy: float, n_classes: int, seeds: int = 5,
