@@ -1,7 +1,8 @@
 """Batched multi-head probe sweep vs the same probes trained one after another.
 
 The few-shot sweep (5 seeds x label fractions 1, 5, 10, 50, 100 %) times a learning-rate grid (--lrs; default
-the grid preset's 4 rates: 100 heads) on fixed features, and the paper's single rate (25 heads): each once as one
+4 rates: 100 heads) on fixed features, and the paper's single rate (25 heads), under the paper's early stopping
+(heads stop at different epochs, the harder case for batching): each once as one
 ``probe.fit`` call with every head, once as one ``probe.fit`` call per head -- the same code and features. Both
 end in the same weights and epochs (checked). Times are the best of --repeats, interleaved.
 The features are overlapping Gaussian classes, or with --task and --encoder an encoder's real frozen features
@@ -21,7 +22,7 @@ import torch
 from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import task_features
-from usjepa.bench.probe import GRID_LRS, PAPER_LRS, Head, fit
+from usjepa.bench.probe import PAPER_LRS, Head, fit
 from usjepa.bench.tasks import load_task
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.5, 1.0)
@@ -52,7 +53,7 @@ def main() -> None:
     p.add_argument("--task", help="a task name or folder (with --encoder): probe its real frozen features")
     p.add_argument("--encoder", help="an encoder spec, as for usjepa bench")
     p.add_argument("--device", default="cpu", help="where the probes train (cpu, cuda)")
-    p.add_argument("--lrs", default=",".join(f"{v:g}" for v in GRID_LRS), help="the learning-rate grid")
+    p.add_argument("--lrs", default="1e-4,1e-3,1e-2,1e-1", help="the learning-rate grid (4 rates: 100 heads)")
     a = p.parse_args()
     if bool(a.task) != bool(a.encoder):
         p.error("--task and --encoder go together")

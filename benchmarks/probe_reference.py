@@ -32,14 +32,20 @@ from usjepa.bench.probe import Head, scores
 from usjepa.bench.tasks import SYNTHUS_TASKS, load_task
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
-ABLATIONS = {  # the paper preset with one change each
-    "no early stop": lambda g: dataclasses.replace(g, probe=dataclasses.replace(g.probe, patience=g.probe.max_epochs)),
-    "wd 1e-2": lambda g: dataclasses.replace(g, probe=dataclasses.replace(g.probe, weight_decay=1e-2)),
+def _probe(g: ProbeGrid, **changes) -> ProbeGrid:
+    return dataclasses.replace(g, probe=dataclasses.replace(g.probe, **changes))
+
+
+ABLATIONS = {  # the paper preset with one change each, then the grid's two changes together
+    "no early stop (best val epoch kept)": lambda g: _probe(g, patience=g.probe.max_epochs),
+    "last epoch kept": lambda g: _probe(g, early_stopping=False),
+    "500 epochs": lambda g: _probe(g, max_epochs=500),
+    "wd 1e-2": lambda g: _probe(g, weight_decay=1e-2),
     "lr 1e-2": lambda g: dataclasses.replace(g, lrs=(1e-2,)),
-    "lr 1e-4": lambda g: dataclasses.replace(g, lrs=(1e-4,)),
     "lr grid": lambda g: dataclasses.replace(g, lrs=PRESETS["grid"].lrs),
-    "patience 50": lambda g: dataclasses.replace(g, probe=dataclasses.replace(g.probe, patience=50)),
-    "500 epochs": lambda g: dataclasses.replace(g, probe=dataclasses.replace(g.probe, max_epochs=500)),
+    "C grid": lambda g: dataclasses.replace(g, cs=PRESETS["grid"].cs),
+    "lr x C grid": lambda g: dataclasses.replace(g, lrs=PRESETS["grid"].lrs, cs=PRESETS["grid"].cs),
+    "C grid, last epoch": lambda g: _probe(dataclasses.replace(g, cs=PRESETS["grid"].cs), early_stopping=False),
 }
 
 

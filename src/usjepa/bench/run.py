@@ -56,6 +56,7 @@ class GridOverrides:
     """The probe grid, on top of the preset: every field left at None is the preset's."""
 
     lrs: list[float] | None = None
+    cs: list[float] | None = None
     poolings: list[str] | None = None
     probe: ProbeConfig | None = None
 
@@ -113,7 +114,8 @@ class BenchConfig:
         """The preset with this config's grid overrides; --pooling alone narrows the grid to that pooling."""
         base, g = PRESETS[self.protocol_preset], self.grid
         poolings = g.poolings if g.poolings is not None else [self.pooling] if self.pooling else base.poolings
-        return ProbeGrid(tuple(g.lrs) if g.lrs is not None else base.lrs, tuple(poolings), g.probe or base.probe)
+        return ProbeGrid(tuple(g.lrs) if g.lrs is not None else base.lrs, tuple(g.cs) if g.cs is not None else base.cs,
+                         tuple(poolings), g.probe or base.probe)
 
 
 def display_name(spec: str) -> str:
