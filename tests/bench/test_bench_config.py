@@ -36,7 +36,8 @@ def test_config_file_runs_with_display_names_and_saves_the_resolved_config(tmp_p
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
     assert list(results["encoders"]) == ["Pixels 4", "pixels:2"] and results["encoders"]["Pixels 4"]["spec"] == "pixels:4"
-    rows = list(csv.DictReader(open(out / "results.csv")))
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 3 and {r["encoder"] for r in rows} == {"Pixels 4", "pixels:2"}
     assert {float(r["lr"]) for r in rows} <= {1e-3, 1e-2}
     for r in rows:  # every row carries its group's CI, around the seeds' mean

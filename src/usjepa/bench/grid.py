@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from usjepa.bench.probe import GRID_LRS, PAPER_LRS, Head, ProbeConfig, Probes, best_per_key, fewshot_subset, fit
+from usjepa.bench.probe import (
+    GRID_LRS,
+    PAPER_LRS,
+    Head,
+    ProbeConfig,
+    Probes,
+    best_per_key,
+    fewshot_subset,
+    fit,
+)
 from usjepa.errors import ConfigError
 
 GRID_CS = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
