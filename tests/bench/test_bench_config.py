@@ -12,7 +12,7 @@ import yaml
 from usjepa.bench.run import BenchConfig, EncoderEntry, display_name
 from usjepa.cli import main
 
-from .conftest import write_task
+from .conftest import write_export, write_task
 
 
 @pytest.fixture(scope="module")
@@ -81,3 +81,20 @@ def test_display_names_are_readable():
     assert display_name("timm:vit_small_patch16_224@/w/vits.safetensors") == "timm:vit_small_patch16_224"
     assert display_name("effnet-lite0") == "effnet-lite0"
     assert BenchConfig([EncoderEntry("pixels:8", "Grey levels")], ["t"], "o").encoders[0].name == "Grey levels"
+
+
+def test_grid_chooses_among_a_vits_poolings_and_robustness_reuses_the_choice(tmp_path, data):
+    export = write_export(tmp_path / "export")
+    tree = {"encoders": [{"name": "ViT", "spec": f"usjepa:{export}"}], "tasks": ["synthus_lesion"], "data_root": str(data),
+            "protocols": ["linear", "robust"], "seeds": 2, "out": str(tmp_path / "out"), "corruptions": ["blur"],
+            "severities": [3], "grid": {"lrs": [1e-2], "cs": [0.1, 10.0]}}
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree))
+    assert main(["bench", "--config", str(tmp_path / "b.yaml")]) == 0
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["encoders"]["ViT"]["grid_poolings"] == ["cls", "cls+mean", "mean", "last4"]
+    linear = {r["seed"]: r for r in results["rows"] if r["protocol"] == "linear"}
+    robust = {r["seed"]: r for r in results["rows"] if r["protocol"] == "robust"}
+    assert set(linear) == set(robust) == {0, 1}
+    for seed, r in robust.items():  # the corrupted test set meets the clean run's chosen head
+        assert r["pooling"] == linear[seed]["pooling"] in results["encoders"]["ViT"]["grid_poolings"]
+        assert r["ci_low"] <= r["ci_high"] and "pred" not in r
