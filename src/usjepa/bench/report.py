@@ -93,7 +93,10 @@ def preset_label(results: dict) -> str:
         return ""
     g = proto["grid"]
     lrs, pools = ", ".join(f"{v:g}" for v in g["lrs"]), ", ".join(g["poolings"]) or "each encoder's own"
-    return f"probe preset '{proto['preset']}': lr {{{lrs}}} x pooling {{{pools}}}, chosen per seed on validation"
+    cs = f" x L2 C {{{', '.join(f'{v:g}' for v in g['cs'])}}}" if g.get("cs") else ""
+    stop = "early stopping on validation" if g["probe"]["early_stopping"] else "last epoch kept"
+    return (f"probe preset '{proto['preset']}': lr {{{lrs}}}{cs} x pooling {{{pools}}}, {stop}, chosen per seed on "
+            "validation")
 
 
 def tables(results: dict) -> list[Table]:
