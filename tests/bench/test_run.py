@@ -38,7 +38,7 @@ def first_run(inputs) -> dict:
     encoders = f"usjepa:{inputs['export']},random:{inputs['export']},effnet-lite0:32"
     args = ["--encoders", encoders, "--tasks", "synthus_lesion,synthus_organ", "--protocol", PROTOCOLS,
             "--data-root", str(inputs["data"]), "--out", str(inputs["root"] / "out"), "--seeds", "2",
-            "--fractions", "0.1,0.5,1.0", "--finetune-epochs", "1"]
+            "--fractions", "0.1,0.5,1.0", "--finetune-epochs", "1", "--protocol-preset", "paper"]  # grid: test_bench_config
     assert main(["bench", *args]) == 0
     return {"args": args, "out": inputs["root"] / "out"}
 

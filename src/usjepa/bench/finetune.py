@@ -63,7 +63,7 @@ def _predict(model: Classifier, batches) -> tuple[np.ndarray, np.ndarray]:
 
 def finetune(enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: FinetuneConfig = FinetuneConfig(),
              workers: int = 0) -> dict:
-    """Test scores of the best-validation epoch, plus that epoch and its validation macro-F1."""
+    """Test scores of the best-validation epoch, that epoch, its validation macro-F1 and per-image test predictions."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(enc), task.n_classes, pooling)
     opt = _optimizer(model, cfg)
@@ -91,4 +91,5 @@ def finetune(enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: Finet
             break
     model.load_state_dict(best)
     proba, y_test = _predict(model, loader(task.splits["test"], enc.img_size, 64, workers))
-    return scores(y_test, proba[None], task.n_classes)[0] | {"val_macro_f1": float(best_f1), "best_epoch": best_epoch}
+    return scores(y_test, proba[None], task.n_classes)[0] | {"val_macro_f1": float(best_f1), "best_epoch": best_epoch,
+                                                             "pred": proba.argmax(1).tolist()}

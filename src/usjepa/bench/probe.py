@@ -19,6 +19,8 @@ from scipy.stats import rankdata
 from usjepa.bench.threads import torch_threads
 
 BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.AdamW defaults
+PAPER_LRS = (1e-3,)  # the paper's protocol: one learning rate
+GRID_LRS = (1e-3, 1e-2)  # the grid preset's rates (chosen per seed on validation, with its L2 strengths)
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ProbeConfig:
     batch_size: int = 32
     max_epochs: int = 150
     patience: int = 15
+    early_stopping: bool = True  # False: train max_epochs, keep the last weights; validation then only ranks heads
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class Head:
     seed: int
     fraction: float = 1.0
     lr: float = 1e-3
+    l2: float = 0.0  # L2 penalty l2 / 2 * |W|^2 (not the bias) added to the mean cross-entropy, as sklearn's 1 / (C N)
 
 
 @dataclass
@@ -48,6 +52,7 @@ class Probes:
     best_epoch: list[int]
     val_f1: list[float]
     epochs_run: list[int]
+    val_loss: list[float]  # validation cross-entropy of the kept weights: breaks ties of val_f1 when heads are ranked
 
     def proba(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities [H, N, C]."""
@@ -108,28 +113,50 @@ def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], ca
     return torch.stack(rows).view(len(subsets), steps, batch).transpose(0, 1).reshape(steps, -1)
 
 
-class _Heads:
-    """The heads still training: weights [h, C, D+1] (bias last), AdamW moments, and each head's batch stream.
+class _Streams:
+    """The heads still training, grouped by batch stream: heads of one (seed, label fraction) draw the same subset
+    and batches (their generators share the seed), so they differ only in learning rate. Each stream gathers its
+    batch once and its heads train in one matrix product: weights [G, L, C, D+1] (bias last), L the most heads of
+    any stream; a stream's unused slots have learning rate 0 and stay zero. A stream is dropped once all its heads
+    have stopped; a stopped head of a running stream trains on unobserved, so its kept results are untouched.
 
     Initialisation and batch streams come from CPU generators, so a head trains alike on any device.
     """
 
     def __init__(self, heads: list[Head], y: np.ndarray, n_classes: int, dim: int, device: torch.device):
-        self.ids = torch.arange(len(heads), device=device)
-        self.gens = [torch.Generator().manual_seed(h.seed) for h in heads]
-        bound = 1 / math.sqrt(dim)  # nn.Linear's initialisation
-        self.w = torch.stack([torch.empty(n_classes, dim + 1).uniform_(-bound, bound, generator=g)
-                              for g in self.gens]).to(device)
+        keys = list(dict.fromkeys((h.seed, h.fraction) for h in heads))
+        members = [[i for i, h in enumerate(heads) if (h.seed, h.fraction) == k] for k in keys]
+        width = max(len(m) for m in members)
+        self.slot = torch.full((len(keys), width), -1, dtype=torch.long)  # head index of each slot, -1: unused
+        self.w = torch.zeros(len(keys), width, n_classes, dim + 1)
+        self.lr = torch.zeros(len(keys), width, 1, 1)
+        self.l2 = torch.zeros(len(keys), width, 1, dim + 1)  # the bias column stays unpenalised
+        bound = 1 / math.sqrt(dim)  # nn.Linear's initialisation, from each head's own generator
+        for g, hs in enumerate(members):
+            for j, i in enumerate(hs):
+                self.slot[g, j], self.lr[g, j], self.l2[g, j, :, :-1] = i, heads[i].lr, heads[i].l2
+                self.w[g, j].uniform_(-bound, bound, generator=torch.Generator().manual_seed(heads[i].seed))
+        self.w, self.lr, self.l2, self.slot = (t.to(device) for t in (self.w, self.lr, self.l2, self.slot))
+        self.penalised = any(h.l2 for h in heads)
         self.m, self.v = torch.zeros_like(self.w), torch.zeros_like(self.w)
-        self.lr = torch.tensor([h.lr for h in heads], device=device).view(-1, 1, 1)
-        self.subsets = [torch.from_numpy(fewshot_subset(y, h.fraction, h.seed)) for h in heads]
-        self.carry = [torch.zeros(0, dtype=torch.long) for _ in heads]
+        self.gens = [_batch_generator(seed, n_classes, dim) for seed, _ in keys]
+        self.subsets = [torch.from_numpy(fewshot_subset(y, f, seed)) for seed, f in keys]
+        self.carry = [torch.zeros(0, dtype=torch.long) for _ in keys]
 
     def keep(self, mask: torch.Tensor) -> None:
-        """Drop finished heads, so that later steps cost only what is still training."""
-        self.ids, self.w, self.m, self.v, self.lr = (t[mask] for t in (self.ids, self.w, self.m, self.v, self.lr))
+        """Drop finished streams, so that later steps cost only what is still training."""
+        self.slot, self.w, self.m, self.v, self.lr, self.l2 = (t[mask] for t in (self.slot, self.w, self.m, self.v, self.lr,
+                                                                               self.l2))
         kept = mask.nonzero().view(-1).tolist()
         self.gens, self.subsets, self.carry = ([lst[i] for i in kept] for lst in (self.gens, self.subsets, self.carry))
+
+
+def _batch_generator(seed: int, n_classes: int, dim: int) -> torch.Generator:
+    """A head's batch generator: its seed's generator after the head's initialisation draws (one generator
+    initialises a head, then draws its batches)."""
+    g = torch.Generator().manual_seed(seed)
+    torch.empty(n_classes, dim + 1).uniform_(generator=g)
+    return g
 
 
 def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
@@ -155,38 +182,52 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
     mean, std = standardisation(x_train)
     xs = torch.cat([(x_train - mean) / std, torch.ones(len(x_train), 1, device=dev)], 1)  # a constant column: the bias
     xv = torch.cat([(x_val - mean) / std, torch.ones(len(x_val), 1, device=dev)], 1)
-    live = _Heads(heads, y_train.cpu().numpy(), n_classes, xs.shape[1] - 1, dev)
-    best_w = live.w.clone()
+    live = _Streams(heads, y_train.cpu().numpy(), n_classes, xs.shape[1] - 1, dev)
+    best_w = torch.zeros(len(heads), n_classes, xs.shape[1], device=dev)
     best_f1 = torch.full((len(heads),), -1.0, dtype=torch.float64, device=dev)
+    best_loss = torch.zeros(len(heads), device=dev)
     best_epoch, bad, epochs_run = (torch.zeros(len(heads), dtype=torch.long, device=dev) for _ in range(3))
-    steps = math.ceil(len(xs) / cfg.batch_size)
+    training = torch.ones(len(heads) + 1, dtype=torch.bool, device=dev)  # the last entry: unused slots (index -1)
+    training[-1] = False
+    b, dims, steps = cfg.batch_size, xs.shape[1], math.ceil(len(xs) / cfg.batch_size)
     total = cfg.max_epochs * steps
     for epoch in range(1, cfg.max_epochs + 1):
-        sched = _batch_schedule(live.subsets, live.gens, live.carry, steps, cfg.batch_size).to(dev)
-        targets = y_train[sched].view(steps, -1, 1, cfg.batch_size)
-        minus_one = torch.full((len(live.ids), 1, cfg.batch_size), -1.0, device=dev)
+        g, width = live.slot.shape
+        sched = _batch_schedule(live.subsets, live.gens, live.carry, steps, b).to(dev)
+        targets = y_train[sched].view(steps, g, 1, 1, b).expand(-1, -1, width, -1, -1)
+        minus = torch.full((g, width, 1, b), -1.0 / b, device=dev)
         for k in range(steps):
             t = (epoch - 1) * steps + k
-            xb = xs.index_select(0, sched[k]).view(len(live.ids), cfg.batch_size, -1)
-            p = torch.bmm(live.w, xb.transpose(1, 2)).softmax(1)  # [h, C, B]
-            p.scatter_add_(1, targets[k], minus_one).mul_(1 / cfg.batch_size)  # d(mean cross-entropy)/d(logits)
-            grad = torch.bmm(p, xb)
+            xb = xs.index_select(0, sched[k]).view(g, b, dims)  # one gather per stream, shared by its heads
+            p = torch.bmm(live.w.view(g, -1, dims), xb.transpose(1, 2)).view(g, width, n_classes, b).softmax(2)
+            p.mul_(1 / b).scatter_add_(2, targets[k], minus)  # d(mean cross-entropy)/d(logits)
+            grad = torch.bmm(p.view(g, -1, b), xb).view_as(live.w)
+            if live.penalised:
+                grad.addcmul_(live.l2, live.w)
             lr = live.lr * (0.5 * (1 + math.cos(math.pi * t / total)))
             _adamw_step(live.w, live.m, live.v, grad, lr, cfg.weight_decay, t + 1)
-        f1 = macro_f1(torch.matmul(xv, live.w.transpose(1, 2)).argmax(-1), y_val, n_classes)
-        ids = live.ids
+        if not cfg.early_stopping and epoch < cfg.max_epochs:
+            continue  # without early stopping only the last epoch is validated
+        observed = training[live.slot.view(-1)]  # heads still training (not unused slots, not stopped heads)
+        ids, w = live.slot.view(-1)[observed], live.w.view(-1, n_classes, dims)[observed]
+        logits = torch.matmul(xv, w.transpose(1, 2))
+        f1 = macro_f1(logits.argmax(-1), y_val, n_classes)
+        loss = -logits.log_softmax(-1).gather(2, y_val.view(1, -1, 1).expand(len(ids), -1, 1)).mean((1, 2))
         kept = f1 >= best_f1[ids]  # a tie keeps the later, longer-trained weights ...
-        best_w[ids[kept]], best_epoch[ids[kept]] = live.w[kept], epoch
+        best_w[ids[kept]], best_epoch[ids[kept]], best_loss[ids[kept]] = w[kept], epoch, loss[kept]
         bad[ids] = torch.where(f1 > best_f1[ids], 0, bad[ids] + 1)  # ... but only a gain resets the patience
         best_f1[ids] = torch.maximum(best_f1[ids], f1)
         epochs_run[ids] = epoch
-        going = bad[ids] < cfg.patience
+        training[ids] = bad[ids] < cfg.patience
+        going = training[live.slot].any(1)
         if not going.any():
             break
         if not going.all():
             live.keep(going)
+    if not cfg.early_stopping:
+        epochs_run[:] = cfg.max_epochs
     return Probes(heads, best_w[:, :, :-1].transpose(1, 2), best_w[:, :, -1], mean, std, best_epoch.tolist(),
-                  best_f1.tolist(), epochs_run.tolist())
+                  best_f1.tolist(), epochs_run.tolist(), best_loss.tolist())
 
 
 def _adamw_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor,
@@ -201,11 +242,16 @@ def _adamw_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.T
 
 
 def select(probes: Probes) -> list[int]:
-    """For each (seed, fraction), the head whose learning rate scored best on validation (first on ties)."""
-    best: dict[tuple[int, float], int] = {}
-    for i, h in enumerate(probes.heads):
-        k = (h.seed, h.fraction)
-        if k not in best or probes.val_f1[i] > probes.val_f1[best[k]]:
+    """For each (seed, fraction), the head that scored best on validation: macro-F1, then the lower cross-entropy
+    (a validation split of 30-40 images often ties on macro-F1), then the first."""
+    return best_per_key([(h.seed, h.fraction) for h in probes.heads], probes.val_f1, probes.val_loss)
+
+
+def best_per_key(keys: list[tuple], val_f1: list[float], val_loss: list[float]) -> list[int]:
+    """Index of the best head of each key: highest val_f1, then lowest val_loss, then the first."""
+    best: dict[tuple, int] = {}
+    for i, k in enumerate(keys):
+        if k not in best or (val_f1[i], -val_loss[i]) > (val_f1[best[k]], -val_loss[best[k]]):
             best[k] = i
     return list(best.values())
 

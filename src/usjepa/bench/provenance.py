@@ -49,7 +49,8 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
     except (OSError, json.JSONDecodeError, KeyError) as e:
         raise DataError(f"{path}: not a usjepa bench results.json ({e})") from None
     lines = []
-    for spec, rec in encoders.items():
+    for name, rec in encoders.items():
+        spec = rec.get("spec", name)  # results keyed by display name record the spec
         try:
             enc = registry.load(spec)
             now = {"fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256}

@@ -17,22 +17,27 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
-CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "severity", "macro_f1", "acc", "bal_acc",
-              "auroc", "relative_drop", "effective_rank", "val_macro_f1", "best_epoch", "lr", "weights_fingerprint",
-              "split_hash")
+CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "severity", "macro_f1", "ci_low", "ci_high",
+              "acc", "bal_acc", "auroc", "relative_drop", "effective_rank", "val_macro_f1", "best_epoch", "lr", "pooling",
+              "weights_fingerprint", "split_hash")
+ALPHA = 0.05  # paired tests: Holm-adjusted p below this is "significantly better"
+TIED = "≈"  # beside a cell indistinguishable from its column's bold best
 
 
 @dataclass
 class Table:
-    """Cells are (mean, sd), (value, None) for a single number, or None; the best unflagged cell of a column is bold."""
+    """Cells are (mean, sd), (mean, (ci_low, ci_high)), (value, None) for a single number, text, or None; the best
+    unflagged numeric cell of a column is bold."""
 
     title: str
     columns: list[str]
-    rows: dict[str, list[tuple[float, float | None] | None]]
+    rows: dict[str, list[tuple[float, float | tuple[float, float] | None] | str | None]]
     flagged: dict[str, list[bool]] = field(default_factory=dict)  # cells marked with a dagger, explained in the title
+    tied: dict[str, list[bool]] = field(default_factory=dict)  # cells marked TIED: not significantly below the best
 
     def _unflagged(self) -> dict[str, list[tuple[float, float | None] | None]]:
-        return {name: [None if f else v for v, f in zip(vals, self.flagged.get(name, [False] * len(vals)))]
+        return {name: [None if f or isinstance(v, str) else v
+                       for v, f in zip(vals, self.flagged.get(name, [False] * len(vals)))]
                 for name, vals in self.rows.items()}
 
     def best(self) -> list[float | None]:
@@ -45,12 +50,22 @@ class Table:
         out = []
         for name, vals in self.rows.items():
             row = [(name, False)]
-            for v, u, b in zip(vals, unflagged[name], best):
-                text = "–" if v is None else f"{v[0]:.1f}" if v[1] is None else f"{v[0]:.1f}±{v[1]:.1f}"
-                row.append((text + ("†" if v is not None and u is None else ""),
-                            u is not None and b is not None and bool(np.isclose(u[0], b))))
+            for v, u, b, tie in zip(vals, unflagged[name], best, self.tied.get(name, [False] * len(vals))):
+                bold = u is not None and b is not None and bool(np.isclose(u[0], b))
+                mark = "†" if v is not None and u is None and not isinstance(v, str) else TIED if tie and not bold else ""
+                row.append((_format(v) + mark, bold))
             out.append(row)
         return out
+
+
+def _format(v: tuple[float, float | tuple[float, float] | None] | str | None) -> str:
+    if v is None or isinstance(v, str):
+        return v or "–"
+    if v[1] is None:
+        return f"{v[0]:.1f}"
+    if isinstance(v[1], tuple):
+        return f"{v[0]:.1f} [{v[1][0]:.1f}, {v[1][1]:.1f}]"
+    return f"{v[0]:.1f}±{v[1]:.1f}"
 
 
 def _stats(rows: list[dict], metric: str = "macro_f1") -> tuple[float, float] | None:
@@ -68,16 +83,25 @@ def _select(rows: list[dict], **match) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
+TITLES = {"linear": "Linear probe", "knn": "kNN (cosine, k = 20)", "finetune": "Full fine-tuning (layer-wise lr decay)"}
+
+
+def preset_label(results: dict) -> str:
+    """Which probe protocol produced the probe tables (linear, few-shot, robustness)."""
+    proto = results.get("protocol")
+    if not proto:
+        return ""
+    g = proto["grid"]
+    lrs, pools = ", ".join(f"{v:g}" for v in g["lrs"]), ", ".join(g["poolings"]) or "each encoder's own"
+    cs = f" x L2 C {{{', '.join(f'{v:g}' for v in g['cs'])}}}" if g.get("cs") else ""
+    stop = "early stopping on validation" if g["probe"]["early_stopping"] else "last epoch kept"
+    return (f"probe preset '{proto['preset']}': lr {{{lrs}}}{cs} x pooling {{{pools}}}, {stop}, chosen per seed on "
+            "validation")
+
+
 def tables(results: dict) -> list[Table]:
     rows, encs, tasks = results["rows"], list(results["encoders"]), list(results["tasks"])
-    out = []
-    titles = {"linear": "Linear probe", "knn": "kNN (cosine, k = 20)", "finetune": "Full fine-tuning (layer-wise lr decay)"}
-    for proto, title in titles.items():
-        if _select(rows, protocol=proto):
-            out.append(Table(f"{title}: test macro-F1 %, mean ± sd over seeds", [*tasks, "mean"],
-                             {e: [_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks]
-                              + [_mean_of([_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks])]
-                              for e in encs}))
+    out = [score_table(results, proto) for proto in TITLES if _select(rows, protocol=proto)]
     if any("effective_rank" in r for r in _select(rows, protocol="linear")):
         ranks = {e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
                  for e in encs}  # one value per encoder x task: every seed's row carries the same features' rank
@@ -85,7 +109,7 @@ def tables(results: dict) -> list[Table]:
                          "collapse shows as a low rank)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
     if fractions:
-        out.append(Table("Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds)",
+        out.append(Table(f"Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds; {preset_label(results)})",
                          [f"{f:.0%}" for f in fractions],
                          {e: [_stats(_select(rows, protocol="fewshot", encoder=e, fraction=f)) for f in fractions] for e in encs}))
     conds = sorted({(r["corruption"], r["severity"]) for r in _select(rows, protocol="robust")})
@@ -103,6 +127,81 @@ def tables(results: dict) -> list[Table]:
                          f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
                          "is mostly noise)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
     return out
+
+
+# --- test-set uncertainty: CI cells, "indistinguishable from the best" marks, significance matrices ---
+
+def score_table(results: dict, proto: str) -> Table:
+    """One protocol's test macro-F1 by task: mean over seeds [95 % bootstrap CI over test images]; TIED marks the
+    cells whose paired test against the column's best is not significant after Holm's correction."""
+    rows, encs, tasks = results["rows"], list(results["encoders"]), list(results["tasks"])
+    cells = {e: [_ci_cell(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks] for e in encs}
+    mean_ci = results.get("mean_ci", {}).get(proto, {})
+    for e, per_task in cells.items():
+        mean = _mean_of(per_task)
+        per_task.append(mean if mean is None or e not in mean_ci else (mean[0], tuple(100 * v for v in mean_ci[e])))
+    table = Table("", [*tasks, "mean"], cells)
+    best = table.best()
+    table.tied = {e: [_indistinguishable(results, proto, t, e, b, cells) for t, b in zip(tasks, best)] + [False]
+                  for e in encs}
+    preset = f"; {preset_label(results)}" if proto == "linear" and preset_label(results) else ""
+    spread = "[95 % bootstrap CI over test images, seeds pooled]" if "ci_low" in (rows[0] if rows else {}) else "± sd"
+    table.title = (f"{TITLES[proto]}: test macro-F1 %, mean over seeds {spread}; bold: best, {TIED}: not significantly "
+                   f"below the best (paired permutation test, Holm-adjusted p ≥ {ALPHA:g}){preset}")
+    return table
+
+
+def _ci_cell(rows: list[dict]) -> tuple[float, tuple[float, float] | float] | None:
+    st = _stats(rows)
+    if st is None or rows[0].get("ci_low") is None:
+        return st
+    return st[0], (100 * rows[0]["ci_low"], 100 * rows[0]["ci_high"])
+
+
+def _comparison(results: dict, proto: str, task: str, a: str, b: str) -> dict | None:
+    """The paired comparison of a and b, oriented as a minus b."""
+    for c in results.get("comparisons", []):
+        if c["protocol"] == proto and c["task"] == task and {c["a"], c["b"]} == {a, b}:
+            flip = c["a"] != a
+            lo, hi = (-c["ci_high"], -c["ci_low"]) if flip else (c["ci_low"], c["ci_high"])
+            return c | {"a": a, "b": b, "diff": -c["diff"] if flip else c["diff"], "ci_low": lo, "ci_high": hi}
+    return None
+
+
+def _indistinguishable(results: dict, proto: str, task: str, enc: str, best: float | None, cells: dict) -> bool:
+    leader = next((e for e, v in cells.items() if best is not None and v[list(results["tasks"]).index(task)] is not None
+                   and np.isclose(v[list(results["tasks"]).index(task)][0], best)), None)
+    if leader is None or leader == enc:
+        return False
+    c = _comparison(results, proto, task, enc, leader)
+    return c is not None and c["p_holm"] >= ALPHA
+
+
+def significance_tables(results: dict) -> list[Table]:
+    """Per protocol and task: row minus column in macro-F1 points [95 % paired CI], Holm-adjusted p; ▲ where the row
+    is significantly better than the column, ▼ where significantly worse."""
+    encs, out = list(results["encoders"]), []
+    for proto, title in TITLES.items():
+        for task in results["tasks"]:
+            if not any(c["protocol"] == proto and c["task"] == task for c in results.get("comparisons", [])):
+                continue
+            cells: dict[str, list] = {}
+            for a in encs:
+                cells[a] = []
+                for b in encs:
+                    c = None if a == b else _comparison(results, proto, task, a, b)
+                    cells[a].append("" if c is None else _matrix_cell(c))
+            out.append(Table(f"{title}, {task}: significantly better than? Row minus column, test macro-F1 "
+                             f"points [95 % paired bootstrap CI], Holm-adjusted permutation p over the task's pairs; "
+                             f"▲ row significantly better (p < {ALPHA:g}), ▼ significantly worse", encs, cells))
+    return out
+
+
+def _matrix_cell(c: dict) -> str:
+    sig = c["p_holm"] < ALPHA
+    mark = ("▲ " if c["diff"] > 0 else "▼ ") if sig else ""
+    return (f"{mark}{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
+            f"p={c['p_holm']:.3g}")
 
 
 def _near_chance(results: dict, rows: list[dict], encoder: str, task: str) -> bool:
@@ -138,7 +237,7 @@ def _curves(results: dict, points: Callable[[list[dict]], tuple[list[float], lis
     for ax, task in zip(axes[0], tasks):
         for enc in results["encoders"]:
             x, st = points(_select(results["rows"], task=task, encoder=enc))
-            ax.errorbar(x, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=_short(enc))
+            ax.errorbar(x, [s[0] for s in st], yerr=[s[1] for s in st], marker="o", capsize=3, label=enc)
         ax.set(title=title(task), ylabel="test macro-F1 (%)", **axes_kw)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
@@ -170,7 +269,7 @@ def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
             xy, y = embeddings[(enc, task)]
             ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=6, vmin=0, vmax=9)
             ax.set(xticks=[], yticks=[])
-            ax.set_title(_short(enc), fontsize=8) if i == 0 else None
+            ax.set_title(enc, fontsize=8) if i == 0 else None
             ax.set_ylabel(task, fontsize=8) if j == 0 else None
     fig.suptitle("t-SNE of clean test features, coloured by label")
     fig.tight_layout()
@@ -180,15 +279,15 @@ def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
 def monitor_curves(results: dict) -> dict[str, dict[int, dict]]:
     """Training-monitor rows by step (rank, knn_TASK, linear_TASK) of each usjepa encoder whose run logged them."""
     curves = {}
-    for spec in results["encoders"]:
-        kind, _, arg = spec.partition(":")
+    for name, info in results["encoders"].items():
+        kind, _, arg = info["spec"].partition(":")
         run = Path(arg).parent if (Path(arg) / "card.json").is_file() else Path(arg)  # an export sits in its run
         if kind != "usjepa" or not (run / "metrics.csv").is_file():
             continue  # another kind of encoder, or a run from before the monitor
         with open(run / "metrics.csv") as f:
             rows = {int(r["step"]): r for r in csv.DictReader(f) if r.get("rank")}
         if rows:
-            curves[spec] = dict(sorted(rows.items()))
+            curves[name] = dict(sorted(rows.items()))
     return curves
 
 
@@ -196,14 +295,14 @@ def monitor_figure(curves: dict[str, dict[int, dict]]) -> plt.Figure:
     """Feature effective rank and online-probe validation macro-F1 (mean over the monitor's tasks) against the
     pretraining step, one line per pretrained encoder: linear probe solid, kNN dashed."""
     fig, (ax_rank, ax_probe) = plt.subplots(1, 2, figsize=(11, 3.6))
-    for spec, rows in curves.items():
+    for name, rows in curves.items():
         steps, first = list(rows), next(iter(rows.values()))
-        line, = ax_rank.plot(steps, [float(r["rank"]) for r in rows.values()], marker=".", label=_short(spec))
+        line, = ax_rank.plot(steps, [float(r["rank"]) for r in rows.values()], marker=".", label=name)
         for probe, style in (("linear", "-"), ("knn", "--")):
             cols = [k for k in first if k.startswith(f"{probe}_")]
             if cols:
                 ax_probe.plot(steps, [100 * np.mean([float(r[c]) for c in cols]) for r in rows.values()], style,
-                              marker=".", color=line.get_color(), label=f"{_short(spec)} {probe}")
+                              marker=".", color=line.get_color(), label=f"{name} {probe}")
     ax_rank.set(title="feature effective rank (held-out corpus images)", xlabel="pretraining step", ylabel="RankMe")
     ax_probe.set(title="online probe: linear (solid), kNN (dashed)", xlabel="pretraining step",
                  ylabel="val macro-F1 (%)")
@@ -212,12 +311,6 @@ def monitor_figure(curves: dict[str, dict[int, dict]]) -> plt.Figure:
     fig.tight_layout()
     return fig
 
-
-def _short(spec: str) -> str:
-    kind, _, arg = spec.partition(":")
-    path = Path(arg.split("@")[0])
-    name = path.parent.name if path.name == "export" else path.name  # a run's export/ is named by its run
-    return spec if not arg else f"{kind}:{name or arg}"
 
 
 def _png(fig: plt.Figure, path: Path) -> bytes:
@@ -238,8 +331,10 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(results["rows"])
-    tabs = tables(results)
-    paths["md"].write_text("# Leaderboard\n\n" + "\n".join(to_markdown(t) for t in tabs))
+    tabs, matrices = tables(results), significance_tables(results)
+    preset = f"Probe tables by the {preset_label(results)}.\n\n" if preset_label(results) else ""
+    paths["md"].write_text("# Leaderboard\n\n" + preset + "\n".join(to_markdown(t) for t in tabs)
+                           + ("\n## Paired comparisons\n\n" + "\n".join(to_markdown(t) for t in matrices) if matrices else ""))
     figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
@@ -248,13 +343,14 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
         figures["monitor"] = monitor_figure(curves)
     images = {name: _png(fig, out / "plots" / f"{name}.png") for name, fig in figures.items()}
     paths |= {name: out / "plots" / f"{name}.png" for name in images}
-    paths["html"].write_text(_html(results, tabs, images))
+    paths["html"].write_text(_html(results, tabs, matrices, images))
     return paths
 
 
-def _html(results: dict, tabs: list[Table], images: dict[str, bytes]) -> str:
+def _html(results: dict, tabs: list[Table], matrices: list[Table], images: dict[str, bytes]) -> str:
     prov = results["provenance"]
-    enc_rows = "".join(f"<tr><td>{html.escape(s)}</td><td><code>{e['fingerprint'][:16]}</code></td>"
+    enc_rows = "".join(f"<tr><td>{html.escape(s)}</td><td><code>{html.escape(e.get('spec', s))}</code></td>"
+                       f"<td><code>{e['fingerprint'][:16]}</code></td>"
                        f"<td><code>{(e['weights_sha256'] or '–')[:16]}</code></td><td>{e['in_chans']}×{e['img_size']}²</td>"
                        f"<td>{e['pooling']}</td></tr>" for s, e in results["encoders"].items())
     task_rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{t['n_classes']}</td><td>{t['sizes']['train']} / {t['sizes']['val']} / "
@@ -266,9 +362,11 @@ def _html(results: dict, tabs: list[Table], images: dict[str, bytes]) -> str:
              "td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:100%}")
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>usjepa bench</title><style>{style}</style></head><body>"
             f"<h1>usjepa benchmark</h1><p>usjepa {prov['usjepa_version']} · commit {prov['git_commit'] or 'unknown'} · "
-            f"{prov['created']} · seeds {results['config']['seeds']}</p>"
-            + "".join(to_html(t) for t in tabs) + "<h2>Plots</h2>" + imgs
-            + "<h2>Inputs</h2><table><tr><th>encoder</th><th>weights fingerprint</th><th>file sha256</th><th>input</th>"
+            f"{prov['created']} · seeds {results['config']['seeds']}</p><p>{html.escape(preset_label(results))}</p>"
+            + "".join(to_html(t) for t in tabs)
+            + ("<h2>Paired comparisons</h2>" + "".join(to_html(t) for t in matrices) if matrices else "")
+            + "<h2>Plots</h2>" + imgs
+            + "<h2>Inputs</h2><table><tr><th>encoder</th><th>spec</th><th>weights fingerprint</th><th>file sha256</th><th>input</th>"
               f"<th>pooling</th></tr>{enc_rows}</table><table><tr><th>task</th><th>classes</th><th>train / val / test</th>"
               f"<th>split hash</th><th>UltraBench</th></tr>{task_rows}</table><h2>Resolved config</h2><pre>"
             + html.escape(json.dumps(results["config"], indent=1)) + "</pre></body></html>")

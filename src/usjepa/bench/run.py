@@ -16,40 +16,65 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from sklearn.manifold import TSNE
 
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import effective_rank, feature_key, task_features
 from usjepa.bench.finetune import FinetuneConfig, finetune
+from usjepa.bench.grid import PRESETS, ProbeGrid, fit_grid, select
 from usjepa.bench.knn import knn_proba
-from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, fit, scores, select
+from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, scores
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
+from usjepa.bench.significance import annotate, split_predictions
 from usjepa.bench.tasks import Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
+from usjepa.config import _build as build_config
+from usjepa.config import load_tree, to_dict
 from usjepa.distributed import pick_device
 from usjepa.encoders import FrozenEncoder, registry
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
-ROWS_VERSION = 2  # bump when the rows a protocol writes change (2: linear rows carry effective_rank)
+ROWS_VERSION = 3  # bump when the rows a protocol writes change (2: effective_rank; 3: per-image test predictions)
+
+
+@dataclass
+class EncoderEntry:
+    spec: str  # an encoder registry spec: usjepa:PATH, timm:NAME@FILE, effnet-lite0:112, ...
+    name: str = ""  # the report's row name; "" -> a readable name from the spec
+
+    def __post_init__(self) -> None:
+        self.name = self.name or display_name(self.spec)
+
+
+@dataclass
+class GridOverrides:
+    """The probe grid, on top of the preset: every field left at None is the preset's."""
+
+    lrs: list[float] | None = None
+    cs: list[float] | None = None
+    poolings: list[str] | None = None
+    probe: ProbeConfig | None = None
 
 
 @dataclass
 class BenchConfig:
-    encoders: list[str]
+    encoders: list[EncoderEntry]
     tasks: list[str]
     out: str
     data_root: str | None = None
     protocols: list[str] = field(default_factory=lambda: ["linear"])
+    protocol_preset: str = "grid"  # grid (learning rates x poolings, chosen on validation) or paper (one lr)
     seeds: int = 5
     fractions: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])
-    lrs: list[float] = field(default_factory=lambda: [1e-3])
+    grid: GridOverrides = field(default_factory=GridOverrides)
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = field(default_factory=lambda: list(SEVERITIES))
-    pooling: str | None = None  # None: each encoder's default
+    pooling: str | None = None  # kNN, fine-tuning, t-SNE and the paper preset's probe; None: each encoder's own
     knn_k: int = 20
     val_seed: int = 0
     val_fraction: float = 0.1
@@ -60,34 +85,67 @@ class BenchConfig:
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
-    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    resamples: int = 2000  # bootstrap / permutation resamples of the test set
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
+        self.encoders = [e if isinstance(e, EncoderEntry) else EncoderEntry(**e) if isinstance(e, dict)
+                         else EncoderEntry(str(e)) for e in self.encoders]
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown:
             raise ConfigError(f"--protocol: unknown {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
+        if self.protocol_preset not in PRESETS:
+            raise ConfigError(f"protocol_preset: unknown '{self.protocol_preset}' (choose from {', '.join(PRESETS)})")
         if not self.encoders or not self.tasks:
             raise ConfigError("bench needs at least one encoder (--encoders) and one task (--tasks)")
+        names = [e.name for e in self.encoders]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"encoders: display names must differ, got {names} (give each a 'name')")
+        if self.resamples < 1000:
+            raise ConfigError(f"resamples: at least 1000 for a 95 % interval, got {self.resamples}")
         if self.threads < 0:
             raise ConfigError("--threads must be >= 0 (0: one per core)")
         if self.seeds < 1 or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("--seeds must be >= 1 and --fractions in (0, 1]")
         conditions(tuple(self.corruptions), tuple(self.severities))
+        self.probe_grid()  # a bad grid fails before any work
+
+    def probe_grid(self) -> ProbeGrid:
+        """The preset with this config's grid overrides; --pooling alone narrows the grid to that pooling."""
+        base, g = PRESETS[self.protocol_preset], self.grid
+        poolings = g.poolings if g.poolings is not None else [self.pooling] if self.pooling else base.poolings
+        return ProbeGrid(tuple(g.lrs) if g.lrs is not None else base.lrs, tuple(g.cs) if g.cs is not None else base.cs,
+                         tuple(poolings), g.probe or base.probe)
 
 
-def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Path, **options) -> dict:
-    """Benchmark ``encoders`` (encoder registry specs) on ``tasks`` (names, 'all', 'synthus', or folders); write the report to ``out``.
+def display_name(spec: str) -> str:
+    """A readable row name for a spec: a run's export folder is named by its run, a path by its last part."""
+    kind, _, arg = spec.partition(":")
+    path = Path(arg.split("@")[0])
+    name = path.parent.name if path.name == "export" else path.name  # a run's export/ is named by its run
+    return spec if not arg or not name else f"{kind}:{name}"
+
+
+def run_bench(encoders: Sequence[str | EncoderEntry], tasks: Sequence[str] | str, out: str | Path, **options) -> dict:
+    """Benchmark ``encoders`` (encoder registry specs, or EncoderEntry(spec, name)) on ``tasks`` (names, 'all', 'synthus', or
+    folders); write the report to ``out``.
 
     ``options`` are BenchConfig fields, e.g. data_root, protocols=["linear", "fewshot", "robust", "knn", "finetune"],
-    seeds=5, fractions, lrs, pooling, workers, cache, probe=ProbeConfig(...), finetune=FinetuneConfig(...).
-    Returns the results dict also written to OUT/results.json.
+    protocol_preset="grid" or "paper", seeds=5, fractions, grid=GridOverrides(lrs=..., poolings=..., probe=...),
+    pooling, workers, cache, finetune=FinetuneConfig(...). Returns the results dict also written to OUT/results.json.
     """
     names = task_names(tasks) if isinstance(tasks, str) else list(tasks)
     try:
         cfg = BenchConfig(list(encoders), names, str(out), **options)
     except TypeError as e:
         raise ConfigError(f"run_bench: {e}") from None
+    return run_config(cfg)
+
+
+def run_config(cfg: BenchConfig) -> dict:
+    """Run a resolved BenchConfig; OUT gets bench.yaml (the config, as resolved) beside the results."""
+    Path(cfg.out).mkdir(parents=True, exist_ok=True)
+    save_bench_config(cfg, Path(cfg.out) / "bench.yaml")
     with torch_threads(cfg.threads or os.cpu_count() or 1):
         return _run(cfg)
 
@@ -97,23 +155,30 @@ def _run(cfg: BenchConfig) -> dict:
     cache = Cache(None if cfg.cache is None else Path(cfg.cache or out / "cache"))
     loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction) for t in cfg.tasks]  # data faults first
     device = pick_device(cfg.device)
-    rows, embeddings, enc_info = [], {}, {}
-    for spec in cfg.encoders:
-        enc = registry.load(spec).to(device)
+    rows, embeddings, enc_info, grid = [], {}, {}, cfg.probe_grid()
+    for entry in cfg.encoders:
+        enc = registry.load(entry.spec).to(device)
         pooling = cfg.pooling or enc.pooling
-        enc_info[spec] = {"fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256, "img_size": enc.img_size,
-                          "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std, "pooling": pooling}
+        enc_info[entry.name] = {"spec": entry.spec, "fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256,
+                                "img_size": enc.img_size, "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
+                                "pooling": pooling, "grid_poolings": grid.poolings_for(enc.poolings, pooling)}
         for task in loaded:
-            tag = {"encoder": spec, "task": task.name, "weights_fingerprint": enc.fingerprint, "split_hash": task.split_hash}
+            tag = {"encoder": entry.name, "task": task.name, "weights_fingerprint": enc.fingerprint,
+                   "split_hash": task.split_hash}
             rows += [tag | r for r in _evaluate(cfg, cache, enc, task, pooling)]
-            embeddings[(spec, task.name)] = _tsne(cfg, cache, enc, task, pooling)
+            embeddings[(entry.name, task.name)] = _tsne(cfg, cache, enc, task, pooling)
+    rows, preds = split_predictions(rows)
+    stats = annotate(rows, preds, {t.name: t.labels("test") for t in loaded}, {t.name: t.n_classes for t in loaded},
+                     cfg.resamples)
     results = {"provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2)},
-               "config": dataclasses.asdict(cfg), "encoders": enc_info,
+               "config": bench_config_dict(cfg), "protocol": {"preset": cfg.protocol_preset,
+                                                              "grid": dataclasses.asdict(grid)},
+               "encoders": enc_info,
                "tasks": {t.name: {"source": src, "folder": str(t.folder.resolve()), "n_classes": t.n_classes,
                                   "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version,
                                   "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes)}
                          for t, src in zip(loaded, cfg.tasks)},
-               "rows": rows}
+               "rows": rows} | stats
     results["provenance"]["cache"] = {"hits": cache.hits, "misses": cache.misses}
     write_report(out, results, embeddings)
     return results
@@ -124,17 +189,19 @@ def _evaluate(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, po
     base = {"features": feature_key(enc, task, "test", pooling, None)}
     rows = []
     if {"linear", "fewshot", "robust"} & set(cfg.protocols):
-        key = base | {"kind": "probe", "rows": ROWS_VERSION, "probe": dataclasses.asdict(cfg.probe), "seeds": cfg.seeds,
-                      "lrs": cfg.lrs, "fractions": _fractions(cfg), "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)),
-                      "conditions": _conditions(cfg)}
-        rows += cache.json(key, lambda: _probe_rows(cfg, cache, enc, task, pooling))
+        grid = cfg.probe_grid()
+        pools = grid.poolings_for(enc.poolings, pooling)
+        key = base | {"kind": "probe", "rows": ROWS_VERSION, "grid": dataclasses.asdict(grid), "poolings": pools,
+                      "seeds": cfg.seeds, "fractions": _fractions(cfg),
+                      "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)), "conditions": _conditions(cfg)}
+        rows += cache.json(key, lambda: _probe_rows(cfg, cache, enc, task, pooling, grid, pools))
     if "knn" in cfg.protocols:
         rows += cache.json(base | {"kind": "knn", "k": cfg.knn_k}, lambda: _knn_rows(cfg, cache, enc, task, pooling))
     if "finetune" in cfg.protocols:
         for seed in range(cfg.finetune_seeds):
             key = base | {"kind": "finetune", "cfg": dataclasses.asdict(cfg.finetune), "seed": seed}
-            rows += cache.json(key, lambda: [{"protocol": "finetune", "seed": seed, "fraction": 1.0, "lr": cfg.finetune.lr}
-                                             | finetune(enc, task, seed, pooling, cfg.finetune, cfg.workers)])
+            rows += cache.json(key, lambda: [{"protocol": "finetune", "seed": seed, "fraction": 1.0, "lr": cfg.finetune.lr,
+                                              "pooling": pooling} | finetune(enc, task, seed, pooling, cfg.finetune, cfg.workers)])
     return rows
 
 
@@ -151,37 +218,46 @@ def _features(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, po
     return task_features(cache, enc, task, split, pooling, corruption, cfg.batch_size, cfg.workers)
 
 
-def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
-    """Linear, few-shot and robustness rows from one batched sweep; selection reads validation only."""
-    x = {s: _features(cfg, cache, enc, task, pooling, s) for s in ("train", "val")}
+def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str, grid: ProbeGrid,
+                pools: list[str]) -> list[dict]:
+    """Linear, few-shot and robustness rows from one grid sweep; selection reads validation only. Each row carries
+    its head's per-image test predictions (``pred``), for the CIs and paired tests."""
+    x = {s: {p: _features(cfg, cache, enc, task, p, s) for p in pools} for s in ("train", "val")}
     y = {s: torch.from_numpy(task.labels(s)) for s in ("train", "val")}
-    heads = [Head(seed, f, lr) for seed in range(cfg.seeds) for f in _fractions(cfg) for lr in cfg.lrs]
-    probes = fit(x["train"], y["train"], x["val"], y["val"], task.n_classes, heads, cfg.probe, enc.device)
+    heads = [Head(seed, f) for seed in range(cfg.seeds) for f in _fractions(cfg)]
+    probes = fit_grid(x["train"], y["train"], x["val"], y["val"], task.n_classes, heads, grid, enc.device)
     chosen = select(probes)  # every choice is made by now; test features are read only below
+    used = sorted({probes.heads[i][0] for i in chosen}, key=pools.index)
     y_test = task.labels("test")
-    proba = probes.proba(_features(cfg, cache, enc, task, pooling, "test"))[chosen].numpy()
-    rows, clean, rank = [], {}, effective_rank(x["train"])
-    for i, sc in zip(chosen, scores(y_test, proba, task.n_classes)):
-        h = heads[i]
-        row = {"seed": h.seed, "fraction": h.fraction, "lr": h.lr, "val_macro_f1": probes.val_f1[i],
-               "best_epoch": probes.best_epoch[i]} | sc
+    proba = probes.proba({p: _features(cfg, cache, enc, task, p, "test") for p in used}, chosen).numpy()
+    rows, clean = [], {}
+    rank = effective_rank(_features(cfg, cache, enc, task, pooling, "train"))  # of the encoder's own pooling
+    for i, sc, pr in zip(chosen, scores(y_test, proba, task.n_classes), proba.argmax(-1)):
+        pool, h = probes.heads[i]
+        row = {"seed": h.seed, "fraction": h.fraction, "lr": h.lr, "pooling": pool, "val_macro_f1": probes.val_f1[i],
+               "best_epoch": probes.best_epoch[i]} | sc | {"pred": pr.tolist()}
         if h.fraction == 1.0:
             clean[h.seed] = row["macro_f1"]
             rows += [row | {"protocol": "linear", "effective_rank": rank}] if {"linear", "robust"} & set(cfg.protocols) else []  # robust: the clean reference
         rows += [row | {"protocol": "fewshot"}] if "fewshot" in cfg.protocols else []
-    full = [i for i in chosen if heads[i].fraction == 1.0]
+    full = [i for i in chosen if probes.heads[i][1].fraction == 1.0]
+    full_pools = sorted({probes.heads[i][0] for i in full}, key=pools.index)
     for c, s in _conditions(cfg):
-        xc = _features(cfg, cache, enc, task, pooling, "test", (c, s))
-        for i, sc in zip(full, scores(y_test, probes.proba(xc)[full].numpy(), task.n_classes)):
-            rows.append({"protocol": "robust", "seed": heads[i].seed, "fraction": 1.0, "lr": heads[i].lr, "corruption": c,
-                         "severity": s, "relative_drop": relative_drop(clean[heads[i].seed], sc["macro_f1"])} | sc)
+        xc = {p: _features(cfg, cache, enc, task, p, "test", (c, s)) for p in full_pools}
+        pc = probes.proba(xc, full).numpy()
+        for i, sc, pr in zip(full, scores(y_test, pc, task.n_classes), pc.argmax(-1)):
+            pool, h = probes.heads[i]
+            rows.append({"protocol": "robust", "seed": h.seed, "fraction": 1.0, "lr": h.lr, "pooling": pool, "corruption": c,
+                         "severity": s, "relative_drop": relative_drop(clean[h.seed], sc["macro_f1"])} | sc
+                        | {"pred": pr.tolist()})
     return rows
 
 
 def _knn_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
     x = {s: _features(cfg, cache, enc, task, pooling, s).numpy() for s in ("train", "test")}
     proba = knn_proba(x["train"], task.labels("train"), x["test"], task.n_classes, cfg.knn_k)
-    return [{"protocol": "knn", "seed": 0, "fraction": 1.0} | scores(task.labels("test"), proba[None], task.n_classes)[0]]
+    return [{"protocol": "knn", "seed": 0, "fraction": 1.0, "pooling": pooling}
+            | scores(task.labels("test"), proba[None], task.n_classes)[0] | {"pred": proba.argmax(1).tolist()}]
 
 
 def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> tuple[np.ndarray, np.ndarray]:
@@ -202,25 +278,68 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, poolin
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a bench YAML (encoders with display names, tasks, protocols, seeds, grid, ...); "
+                                    "the flags below override it")
     p.add_argument("--encoders", help=f"comma-separated specs; {registry.help_text()}")
-    p.add_argument("--tasks", default="all", help="'all' (the paper's 8), 'synthus', or comma-separated names/folders")
-    p.add_argument("--protocol", default="linear", help=f"comma-separated: {','.join(PROTOCOLS)}")
+    p.add_argument("--tasks", help="'all' (the paper's 8; the default), 'synthus', or comma-separated names/folders")
+    p.add_argument("--protocol", help=f"comma-separated: {','.join(PROTOCOLS)} (default linear)")
+    p.add_argument("--protocol-preset", choices=tuple(PRESETS), help="grid (the default: learning rates x poolings, "
+                   "chosen per seed on validation) or paper (the paper's protocol: one lr, the encoder's pooling)")
     p.add_argument("--data-root", help="folder holding the UltraBench / SynthUS task folders")
-    p.add_argument("--out", default="bench_out", help="output folder")
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--fractions", default="0.01,0.05,0.1,0.5,1.0", help="few-shot label fractions")
-    p.add_argument("--lrs", default="1e-3", help="probe learning rates (several: chosen per seed on validation)")
-    p.add_argument("--pooling", help="cls, mean, cls+mean, last4 or head (default: each encoder's own)")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
-    p.add_argument("--threads", type=int, default=0, help="torch threads for the encoders (0: one per core; on a "
-                                                           "CPU shared with other jobs, 1 is often faster)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                   help="where the encoders and probes run (auto: a GPU when there is one)")
-    p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
+    p.add_argument("--out", help="output folder (default bench_out)")
+    p.add_argument("--seeds", type=int, help="probe seeds (default 5)")
+    p.add_argument("--fractions", help="few-shot label fractions (default 0.01,0.05,0.1,0.5,1.0)")
+    p.add_argument("--lrs", help="probe learning rates, replacing the preset's (several: chosen per seed on validation)")
+    p.add_argument("--pooling", help="cls, mean, cls+mean, last4 or head: for every protocol, and the probe grid's only "
+                                     "pooling (default: each encoder's own; the grid preset tries several)")
+    p.add_argument("--workers", type=int, help="data-loading worker processes (default 0)")
+    p.add_argument("--threads", type=int, help="torch threads for the encoders (0, the default: one per core; on a "
+                                               "CPU shared with other jobs, 1 is often faster)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="where the encoders and probes run (auto, the default: a GPU when there is one)")
+    p.add_argument("--cache", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
-    p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
+    p.add_argument("--finetune-epochs", type=int, help=f"default {FinetuneConfig.epochs}")
     p.add_argument("--verify", metavar="RESULTS", help="re-hash the inputs recorded in RESULTS (results.json) and "
                                                        "say whether they changed; runs nothing else")
+
+
+def _split(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The bench YAML (if any) with the command-line flags on top, checked as one typed BenchConfig."""
+    tree = load_tree(args.config) if args.config else {}
+    flags = {"encoders": args.encoders and _split(args.encoders), "protocols": args.protocol and _split(args.protocol),
+             "protocol_preset": args.protocol_preset, "data_root": args.data_root, "out": args.out, "seeds": args.seeds,
+             "fractions": args.fractions and [float(f) for f in _split(args.fractions)], "pooling": args.pooling,
+             "workers": args.workers, "threads": args.threads, "device": args.device, "cache": args.cache}
+    tree |= {k: v for k, v in flags.items() if v is not None}
+    if args.tasks or "tasks" not in tree:
+        tree["tasks"] = args.tasks or "all"
+    if isinstance(tree["tasks"], str):
+        tree["tasks"] = task_names(tree["tasks"])
+    if args.lrs:
+        tree["grid"] = dict(tree.get("grid") or {}, lrs=[float(v) for v in _split(args.lrs)])
+    if args.no_cache:
+        tree["cache"] = None
+    if args.finetune_epochs is not None:
+        tree["finetune"] = dict(tree.get("finetune") or {}, epochs=args.finetune_epochs)
+    tree.setdefault("out", "bench_out")
+    if not tree.get("encoders"):
+        raise ConfigError("--encoders (or 'encoders:' in --config) is required, or --verify RESULTS")
+    tree["encoders"] = [{"spec": e} if isinstance(e, str) else e for e in tree["encoders"]]
+    return build_config(BenchConfig, tree)
+
+
+def bench_config_dict(cfg: BenchConfig) -> dict:
+    return to_dict(cfg)
+
+
+def save_bench_config(cfg: BenchConfig, path: Path) -> None:
+    """The resolved config as YAML: ``usjepa bench --config`` on it runs the same benchmark."""
+    path.write_text(yaml.safe_dump(bench_config_dict(cfg), sort_keys=False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,17 +348,10 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(lines))
         print("all inputs unchanged" if same else "some inputs changed: results are not reproducible as recorded")
         return 0 if same else 1
-    if not args.encoders:
-        raise ConfigError("--encoders is required (or --verify RESULTS)")
     start = time.perf_counter()
-    results = run_bench(
-        [s.strip() for s in args.encoders.split(",") if s.strip()], args.tasks, args.out, data_root=args.data_root,
-        protocols=[p.strip() for p in args.protocol.split(",")], seeds=args.seeds,
-        fractions=[float(f) for f in args.fractions.split(",")], lrs=[float(v) for v in args.lrs.split(",")],
-        pooling=args.pooling, workers=args.workers, threads=args.threads, device=args.device,
-        cache=None if args.no_cache else args.cache,
-        finetune=FinetuneConfig(epochs=args.finetune_epochs))
+    cfg = config_from_args(args)
+    results = run_config(cfg)
     cache = results["provenance"]["cache"]
     print(f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "
-          f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(args.out) / 'report.html'}")
+          f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(cfg.out) / 'report.html'}")
     return 0
