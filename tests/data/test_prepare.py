@@ -1,4 +1,5 @@
 """`usjepa prepare busbra|tn5000` on raw trees fabricated in the datasets' published layouts."""
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ def write_busbra(raw: Path, n_patients: int = 30, seed: int = 0, size: int = 24)
         pathology = "malignant" if p % 5 in (1, 3) else "benign"
         for view in ("l", "r") if p % 3 == 0 else ("l",):
             image_id = f"bus_{p:04d}-{view}"
-            lines.append(f"{image_id},x,{pathology},{4 if pathology == 'malignant' else 2},d,{size},{size},left,\"[1 1 5 5]\"")
+            lines.append(
+                f'{image_id},x,{pathology},{4 if pathology == "malignant" else 2},d,{size},{size},left,"[1 1 5 5]"'
+            )
             _png(raw / "Images" / f"{image_id}.png", rng, size)
             mask = np.zeros((size, size), np.uint8)
             mask[8:14, 8:14] = 255
@@ -48,11 +51,15 @@ def write_tn5000(raw: Path, n: int = 40, own_split: bool = True, seed: int = 0, 
     for i, image_id in enumerate(ids):
         _png(raw / "JPEGImages" / f"{image_id}.jpg", rng, size, jpeg=True)
         names = ["1"] if i % 3 == 0 else ["0", "1"] if i % 7 == 1 else ["0"]  # some images hold two nodules
-        objects = "".join(f"<object><name>{nm}</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>9</xmax>"
-                          f"<ymax>12</ymax></bndbox></object>" for nm in names)
+        objects = "".join(
+            f"<object><name>{nm}</name><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>9</xmax>"
+            f"<ymax>12</ymax></bndbox></object>"
+            for nm in names
+        )
         (raw / "Annotations" / f"{image_id}.xml").write_text(
             f"<annotation><filename>{image_id}.jpg</filename><size><width>{size}</width><height>{size}</height>"
-            f"<depth>3</depth></size>{objects}</annotation>")
+            f"<depth>3</depth></size>{objects}</annotation>"
+        )
     if own_split:
         (raw / "ImageSets" / "Main").mkdir(parents=True)
         cut = [0, round(0.7 * n), round(0.8 * n), n]
@@ -71,8 +78,11 @@ def test_paper_sizes_exact_at_full_scale_and_scaled_below():
     assert split_sizes(30, busbra.PAPER_SIZES) == (22, 2, 6)
     # BUS-BRA at full scale: 1,875 images of 1,064 patients, split by patient; 5,000 ungrouped TN5000 images
     rng = np.random.default_rng(0)
-    items = [Item(Path(f"{p}-{v}"), f"{p:04d}-{v}", int(p % 3 == 0), "c", str(p)) for p in range(1064)
-             for v in range(1 + int(p < 811))]
+    items = [
+        Item(Path(f"{p}-{v}"), f"{p:04d}-{v}", int(p % 3 == 0), "c", str(p))
+        for p in range(1064)
+        for v in range(1 + int(p < 811))
+    ]
     assert len(items) == 1875  # 811 patients with two views
     split = grouped_split(items, busbra.PAPER_SIZES, seed=42)
     patients = {s: {it.group for it in v} for s, v in split.items()}
@@ -142,11 +152,18 @@ def test_tn5000_uses_its_own_split_or_a_seeded_stratified_one(tmp_path):
     folder = tmp_path / "out" / "tn5000_v1.0.1"
     splits = _splits(folder)
     assert [[r["image"] for r in splits[s]][:1] for s in ("train", "validation", "test")] == [
-        ["images/0000.png"], ["images/0028.png"], ["images/0032.png"]]
+        ["images/0000.png"],
+        ["images/0028.png"],
+        ["images/0032.png"],
+    ]
     assert [len(splits[s]) for s in ("train", "validation", "test")] == [28, 4, 8]
     by_image = {r["image"]: r for recs in splits.values() for r in recs}
-    assert by_image["images/0002.png"]["label"] == 0 and len(by_image["images/0002.png"]["boxes"]) == 1  # one benign nodule
-    assert by_image["images/0008.png"]["label"] == 1 and len(by_image["images/0008.png"]["boxes"]) == 2  # benign + malignant
+    assert (
+        by_image["images/0002.png"]["label"] == 0 and len(by_image["images/0002.png"]["boxes"]) == 1
+    )  # one benign nodule
+    assert (
+        by_image["images/0008.png"]["label"] == 1 and len(by_image["images/0008.png"]["boxes"]) == 2
+    )  # benign + malignant
     assert by_image["images/0003.png"]["boxes"] == [[2, 3, 9, 12]]
     assert "patient" not in by_image["images/0003.png"]
     assert load_task("tn5000", tmp_path / "out").sizes() == {"train": 28, "val": 4, "test": 8}

@@ -10,6 +10,7 @@ The patient is the ``Patient`` / ``Case`` column when the CSV has one, else the 
 patients; the paper's 765 / 86 / 213 sum to 1,064, one image per patient, so by default each patient's first
 image (in ID order) is kept (``--per-patient all`` keeps all, split by the same patient counts).
 """
+
 from __future__ import annotations
 
 import csv
@@ -28,33 +29,50 @@ def read_items(raw: Path) -> list[Item]:
     """Every image listed in ``bus_data.csv``, with label, patient and lesion mask; errors name file and row."""
     table = raw / "bus_data.csv"
     if not table.is_file():
-        raise DataError(f"{raw}: not a BUS-BRA folder: {table.name} not found (expected bus_data.csv, Images/ and "
-                        "Masks/ as published at https://zenodo.org/records/8231412)")
+        raise DataError(
+            f"{raw}: not a BUS-BRA folder: {table.name} not found (expected bus_data.csv, Images/ and "
+            "Masks/ as published at https://zenodo.org/records/8231412)"
+        )
     with open(table, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"ID", "Pathology"} <= set(rows[0]):
-        raise DataError(f"{table}: expected columns 'ID' and 'Pathology' (found {', '.join(rows[0]) if rows else 'none'})")
+        raise DataError(
+            f"{table}: expected columns 'ID' and 'Pathology' (found {', '.join(rows[0]) if rows else 'none'})"
+        )
     patient_col = next((c for c in PATIENT_COLUMNS if c in rows[0]), None)
     items = []
     for n, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them (header is line 1)
         image_id, pathology = row["ID"].strip(), row["Pathology"].strip().lower()
         if pathology not in CLASSES:
-            raise DataError(f"{table}: line {n} ({image_id}): Pathology '{row['Pathology']}' is not benign or malignant")
+            raise DataError(
+                f"{table}: line {n} ({image_id}): Pathology '{row['Pathology']}' is not benign or malignant"
+            )
         patient = row[patient_col].strip() if patient_col else _patient_of(image_id, table, n)
         image = raw / "Images" / f"{image_id}.png"
         if not image.is_file():
             raise DataError(f"{table}: line {n}: image {image} not found")
         mask = raw / "Masks" / f"mask{image_id[3:]}.png"
-        items.append(Item(image, image_id, CLASSES.index(pathology), pathology, patient,
-                          mask if mask.is_file() else None, {"birads": row.get("BIRADS")} if row.get("BIRADS") else {}))
+        items.append(
+            Item(
+                image,
+                image_id,
+                CLASSES.index(pathology),
+                pathology,
+                patient,
+                mask if mask.is_file() else None,
+                {"birads": row.get("BIRADS")} if row.get("BIRADS") else {},
+            )
+        )
     return items
 
 
 def _patient_of(image_id: str, table: Path, line: int) -> str:
     m = re.fullmatch(r"bus_(\d+)(-\w+)?", image_id)
     if not m:
-        raise DataError(f"{table}: line {line}: ID '{image_id}' is not bus_<patient>-<view>, and the CSV has no "
-                        f"patient column ({', '.join(PATIENT_COLUMNS)})")
+        raise DataError(
+            f"{table}: line {line}: ID '{image_id}' is not bus_<patient>-<view>, and the CSV has no "
+            f"patient column ({', '.join(PATIENT_COLUMNS)})"
+        )
     return m.group(1)
 
 

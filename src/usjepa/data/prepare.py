@@ -6,6 +6,7 @@ uint8), ``masks/scan/*.png`` ({0,1}, estimated as for every ingested frame), ``t
 ``test.json`` and ``version.txt``. Splits have the paper's sizes, scaled to the number of patients (or images
 where a dataset has no patient ids), are stratified by class, keep each patient on one side, and are seeded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -74,8 +75,11 @@ def grouped_split(items: list[Item], paper: tuple[int, int, int], seed: int) -> 
     for j, c in enumerate(classes):
         order = [by_class[c][k] for k in rng.permutation(len(by_class[c]))]
         n_val, n_test = per_class[0][j], per_class[1][j]
-        for split, part in (("test", order[:n_test]), ("validation", order[n_test:n_test + n_val]),
-                            ("train", order[n_test + n_val:])):
+        for split, part in (
+            ("test", order[:n_test]),
+            ("validation", order[n_test : n_test + n_val]),
+            ("train", order[n_test + n_val :]),
+        ):
             out[split] += [it for g in part for it in groups[g]]
     return {s: sorted(v, key=lambda it: it.stem) for s, v in out.items()}
 
@@ -100,14 +104,21 @@ def write_dataset(splits: dict[str, list[Item]], out: Path, note: str) -> Path:
 def _write_item(it: Item, out: Path) -> dict:
     gray = to_gray(read_image(it.image))
     rec: dict = {} if it.group is None else {"patient": it.group}
-    rec |= {"class": it.cls, "label": it.label, "image": f"images/{it.stem}.png", "scan_mask": f"masks/scan/{it.stem}.png"}
+    rec |= {
+        "class": it.cls,
+        "label": it.label,
+        "image": f"images/{it.stem}.png",
+        "scan_mask": f"masks/scan/{it.stem}.png",
+    }
     Image.fromarray(gray).save(out / rec["image"])
     Image.fromarray(estimate_scan_mask(gray).astype(np.uint8)).save(out / rec["scan_mask"])
     if it.lesion_mask is not None:
         lesion = read_mask(it.lesion_mask)
         if lesion.shape != gray.shape:
-            raise DataError(f"{it.lesion_mask}: mask is {lesion.shape[1]}x{lesion.shape[0]} but its image {it.image} "
-                            f"is {gray.shape[1]}x{gray.shape[0]}")
+            raise DataError(
+                f"{it.lesion_mask}: mask is {lesion.shape[1]}x{lesion.shape[0]} but its image {it.image} "
+                f"is {gray.shape[1]}x{gray.shape[0]}"
+            )
         rec["lesion_mask"] = f"masks/lesion/{it.stem}.png"
         Image.fromarray(lesion.astype(np.uint8)).save(out / rec["lesion_mask"])
     return rec | it.extra
@@ -118,8 +129,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("raw", metavar="RAW", help="the dataset's folder as published (see `usjepa.data.<dataset>`)")
     p.add_argument("out", metavar="OUT", help="output root; the dataset is written to OUT/<dataset>_v1.0.1/")
     p.add_argument("--seed", type=int, default=42, help="split seed (UltraBench's default, 42)")
-    p.add_argument("--per-patient", choices=("first", "all"), default="first",
-                   help="busbra: keep each patient's first image (the paper's 1,064) or all 1,875")
+    p.add_argument(
+        "--per-patient",
+        choices=("first", "all"),
+        default="first",
+        help="busbra: keep each patient's first image (the paper's 1,064) or all 1,875",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -127,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
     options = {"per_patient": args.per_patient} if args.dataset == "busbra" else {}
     folder = module.prepare(Path(args.raw), Path(args.out) / f"{args.dataset}_v{VERSION}", args.seed, **options)
     sizes = {s: len(json.loads((folder / f"{s}.json").read_text())) for s in SPLITS}
-    print(f"{args.dataset}: wrote {folder} (train / validation / test = "
-          f"{sizes['train']} / {sizes['validation']} / {sizes['test']} images)")
+    print(
+        f"{args.dataset}: wrote {folder} (train / validation / test = "
+        f"{sizes['train']} / {sizes['validation']} / {sizes['test']} images)"
+    )
     return 0

@@ -8,6 +8,7 @@ Raw layout: PASCAL VOC, as the dataset is published:
 An image is malignant when any of its nodules is. The dataset's own split is used when all three lists exist;
 otherwise a seeded stratified split of the paper's sizes (TN5000 has no patient ids, so images are not grouped).
 """
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -54,8 +55,10 @@ def read_item(xml: Path, images: Path) -> Item:
 def read_items(raw: Path) -> list[Item]:
     annotations = raw / "Annotations"
     if not annotations.is_dir():
-        raise DataError(f"{raw}: not a TN5000 folder: Annotations/ not found (expected the VOC layout: "
-                        "Annotations/*.xml, JPEGImages/, ImageSets/Main/)")
+        raise DataError(
+            f"{raw}: not a TN5000 folder: Annotations/ not found (expected the VOC layout: "
+            "Annotations/*.xml, JPEGImages/, ImageSets/Main/)"
+        )
     return [read_item(x, raw / "JPEGImages") for x in sorted(annotations.glob("*.xml"))]
 
 
