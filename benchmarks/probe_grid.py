@@ -17,11 +17,11 @@ import time
 
 import torch
 
-from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import task_features
 from usjepa.bench.probe import Head, fit
 from usjepa.bench.tasks import load_task
+from usjepa.encoders import registry
 
 FRACTIONS = (0.01, 0.05, 0.1, 0.5, 1.0)
 
@@ -36,7 +36,7 @@ def features(n: int, dim: int, classes: int, seed: int) -> tuple[torch.Tensor, t
 
 def real_features(task_name: str, spec: str) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_val, y_val, n_classes) from an encoder on a task, as `usjepa bench` extracts them."""
-    task, enc = load_task(task_name), zoo.load(spec)
+    task, enc = load_task(task_name), registry.load(spec)
     x = [task_features(Cache(None), enc, task, s, enc.pooling) for s in ("train", "val")]
     y = [torch.from_numpy(task.labels(s)) for s in ("train", "val")]
     return x[0], y[0], x[1], y[1], task.n_classes

@@ -223,6 +223,14 @@ def teacher_width_adapter(ctx: Ctx) -> str:
             f"{salt.predictor.proj.out_features} = teacher width {salt.teacher.embed_dim}")
 
 
+def teacher_on_student_grid(ctx: Ctx) -> str:
+    cfg = load_config("tiny", ctx.tiny + ["method=salt", "data.img_size=64", f"teacher.source={ctx.fixture('stage1_run')}"])
+    salt = build_method(cfg)
+    grid = salt.teacher.frozen.model.patch_embed.grid_size
+    assert salt.teacher(torch.rand(1, 1, 64, 64)).shape == (1, 64, 192)
+    return f"accepted: teacher input {salt.teacher.size} px, {grid[0]} x {grid[1]} patch grid = the student's"
+
+
 def pickle_checkpoint(ctx: Ctx) -> str:
     marker = ctx.tmp / "pwned"
 
@@ -407,10 +415,14 @@ CASES = [
          "accepted: student width 384, predictor output width 192 = teacher width 192",
          teacher_width_adapter),
     Case("patch-grid-mismatch", CKPT, "a teacher trained at 32 px (4 x 4 patches) for a 64 px student (8 x 8)",
-         f"CheckpointError when the method is built; {EXIT2}",
-         "CheckpointError: teacher '{tmp}/stage1': patch grid (4, 4) (img 32, patch 8) does not match the student's (8, 8)",
-         lambda ctx: raised(build_method, load_config("tiny", ctx.tiny + ["method=salt", "data.img_size=64",
-                                                                      f"teacher.source={ctx.fixture('stage1_run')}"]))),
+         "accepted: the teacher sees the image at grid x patch px (its position embeddings resampled)",
+         "accepted: teacher input 64 px, 8 x 8 patch grid = the student's",
+         teacher_on_student_grid),
+    Case("teacher-grid-impossible", CKPT, "`teacher.source=pixels:8` (a fixed 8 x 8 map) for a 4 x 4 student grid",
+         f"ConfigError when the method is built; {EXIT2}",
+         "ConfigError: teacher.source: pixels:8 gives a 8x8 map at 112 px (stride 28), not the student's 4x4 grid; "
+         "no input size gives that grid",
+         lambda ctx: raised(build_method, load_config("tiny", ctx.tiny + ["method=salt", "teacher.source=pixels:8"]))),
     Case("missing-checkpoint", CKPT, "`usjepa export {tmp}/run` with no checkpoint in it", "CheckpointError; exit 2",
          "exit 2: usjepa export: error: {tmp}/run/checkpoints/best.pt: no 'best' checkpoint in run directory {tmp}/run",
          lambda ctx: cli("export", str(ctx.tmp / "run"))),

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from usjepa.cli import main
 from usjepa.config import load_config
-from usjepa.export import export_run, load_encoder
+from usjepa.modelio import export_run, load_encoder
 from usjepa.train import Trainer
 
 
@@ -39,7 +39,7 @@ def test_stage1_then_stage2_from_the_cli(tmp_path, image_folder, tiny_overrides)
     losses = _losses(s_run)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert last <= 0.7 * first, f"SALT loss fell only from {first:.4f} to {last:.4f}"
-    teacher = trainer.method.teacher.encoder.vit.state_dict()
+    teacher = trainer.method.teacher.model.state_dict()
     assert all(torch.equal(teacher[k], v) for k, v in exported.items()), "the teacher changed during stage 2"
     model, card = load_encoder(s_run)
     assert card["method"] == "salt" and card["role"] == "student"

@@ -78,9 +78,12 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    # A stage-1 run dir or checkpoint, a usjepa export dir, or "timm:NAME@FILE".
+    # An encoder spec (effnet-lite0, timm:NAME@FILE, hf:DIR, usfm:PATH, urfm:PATH, usjepa:PATH, ...; see
+    # `usjepa bench --help`), or a stage-1 run dir, checkpoint or usjepa export dir.
     source: str = ""
     target_norm: Literal["none", "layernorm"] = "layernorm"
+    layer: int = -1  # the block (ViT) or feature stage (CNN) whose map is the target; -1: the last
+    last_k: int = 1  # ViTs: the mean of the last_k blocks ending at layer
 
 
 @dataclass
@@ -278,6 +281,7 @@ def validate(cfg: Config) -> None:
         (0 < cfg.mask.random_ratio < 1, "mask.random_ratio", "must lie in (0, 1)"),
         (0 <= cfg.mask.usrc_tau <= 1, "mask.usrc_tau", "must lie in [0, 1]"),
         (cfg.max_bad_steps >= 1, "max_bad_steps", "must be >= 1"),
+        (cfg.teacher.last_k >= 1, "teacher.last_k", f"must be >= 1, got {cfg.teacher.last_k}"),
     ]
     for name in ("ctx_scale", "tgt_scale", "ctx_aspect", "tgt_aspect"):
         lo, hi = getattr(cfg.mask, name)
@@ -288,7 +292,8 @@ def validate(cfg: Config) -> None:
     if cfg.optim.batch_size % cfg.optim.accum_steps:
         raise ConfigError("optim.batch_size: must be divisible by optim.accum_steps")
     if cfg.method == "salt" and not cfg.teacher.source:
-        raise ConfigError("teacher.source: method 'salt' needs a frozen teacher (a stage-1 run, an export, or timm:NAME@FILE)")
+        raise ConfigError("teacher.source: method 'salt' needs a frozen teacher (an encoder spec such as "
+                          "effnet-lite0 or timm:NAME@FILE, or a stage-1 run, checkpoint or export)")
 
 
 def to_dict(cfg) -> dict:

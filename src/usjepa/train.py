@@ -18,7 +18,7 @@ from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
 from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from usjepa.errors import CheckpointError, UsjepaError
-from usjepa.export import export_run
+from usjepa.modelio import FROZEN, export_run
 from usjepa.masking import MaskCollator
 from usjepa.methods import Method, build_method
 from usjepa.schedules import learning_rate, weight_decay
@@ -63,9 +63,6 @@ def prepare_run_dir(cfg: Config, main: bool) -> Path:
             raise ConfigError(f"out: run directory {out} is not writable ({e.strerror})") from None
     barrier()
     return out
-
-
-FROZEN = "teacher."  # state-dict prefix of the frozen teacher, reloaded from its source, never checkpointed
 
 
 def trainable_state(method: Method) -> dict:

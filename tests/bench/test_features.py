@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import effective_rank, extract, feature_key, task_features
 from usjepa.bench.knn import knn_proba
 from usjepa.bench.tasks import load_task
+from usjepa.encoders import registry
 
 
 def test_cached_features_are_reused_and_keys_separate_inputs(export_dir, task_root, tmp_path):
-    enc = zoo.load(f"usjepa:{export_dir}")
+    enc = registry.load(f"usjepa:{export_dir}")
     task = load_task("synthus_lesion", task_root)
     cache = Cache(tmp_path)
     first = task_features(cache, enc, task, "test", "mean")
@@ -20,7 +20,7 @@ def test_cached_features_are_reused_and_keys_separate_inputs(export_dir, task_ro
     torch.testing.assert_close(first, extract(enc, task.splits["test"], "mean", batch_size=5))  # batching-independent
     keys = {str(feature_key(enc, task, "test", "mean", None)), str(feature_key(enc, task, "val", "mean", None)),
             str(feature_key(enc, task, "test", "cls", None)), str(feature_key(enc, task, "test", "mean", ("blur", 1))),
-            str(feature_key(zoo.load(f"random:{export_dir}"), task, "test", "mean", None))}
+            str(feature_key(registry.load(f"random:{export_dir}"), task, "test", "mean", None))}
     assert len(keys) == 5
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from usjepa.bench.finetune import Classifier, FinetuneConfig, _optimizer
-from usjepa.bench import zoo
 from usjepa.cli import main
+from usjepa.encoders import registry
 
 from .conftest import write_export, write_task
 
@@ -138,7 +138,7 @@ def test_cli_errors_name_the_thing_without_traceback(fault, message, inputs, tmp
 
 
 def test_finetune_uses_layer_wise_lr_decay(inputs):
-    enc = zoo.load(f"usjepa:{inputs['export']}")
+    enc = registry.load(f"usjepa:{inputs['export']}")
     opt = _optimizer(Classifier(enc, 3, "mean"), FinetuneConfig(lr=1e-3, layer_decay=0.5))
     scales = sorted({g["lr_scale"] for g in opt.param_groups})
     assert scales == [0.5 ** k for k in (4, 3, 2, 1, 0)]  # deeper blocks learn faster; head and final norm at 1

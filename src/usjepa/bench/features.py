@@ -17,7 +17,7 @@ from usjepa.bench.cache import Cache
 from usjepa.bench.probe import standardisation
 from usjepa.bench.tasks import Task
 from usjepa.bench.threads import torch_threads
-from usjepa.bench.zoo import Encoder
+from usjepa.encoders import FrozenEncoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, Sample, read_record
 
@@ -57,7 +57,7 @@ def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, 
                       num_workers=workers, generator=g, persistent_workers=False)
 
 
-def extract(enc: Encoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
+def extract(enc: FrozenEncoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
             batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
     """Features [N, D] (float32, on the CPU) of ``records``, in order. Decoding runs single-threaded, the encoder on
     its device, without autocast."""
@@ -83,14 +83,14 @@ def effective_rank(x: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def feature_key(enc: Encoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
+def feature_key(enc: FrozenEncoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
     return {"v": FEATURES_VERSION, "encoder": enc.fingerprint, "split_hash": task.split_hash, "split": split,
             "preprocess": {"size": enc.img_size, "chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
                            "resize": "bilinear-antialias", "gray": True},
             "pooling": pooling, "corruption": corruption}
 
 
-def task_features(cache: Cache, enc: Encoder, task: Task, split: str, pooling: str,
+def task_features(cache: Cache, enc: FrozenEncoder, task: Task, split: str, pooling: str,
                   corruption: tuple[str, int] | None = None, batch_size: int = 32, workers: int = 0) -> torch.Tensor:
     """Cached features of one split of a task (optionally corrupted)."""
     desc = f"{enc.spec} {task.name}/{split}" + (f" {corruption[0]}@{corruption[1]}" if corruption else "")

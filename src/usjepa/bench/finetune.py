@@ -18,7 +18,7 @@ from timm.optim import param_groups_layer_decay
 from usjepa.bench.features import loader
 from usjepa.bench.probe import scores
 from usjepa.bench.tasks import Task
-from usjepa.bench.zoo import Encoder
+from usjepa.encoders import FrozenEncoder
 from usjepa.errors import ConfigError
 
 
@@ -33,7 +33,7 @@ class FinetuneConfig:
 
 
 class Classifier(nn.Module):
-    def __init__(self, enc: Encoder, n_classes: int, pooling: str):
+    def __init__(self, enc: FrozenEncoder, n_classes: int, pooling: str):
         super().__init__()
         self.enc, self.pooling = enc, pooling
         self.backbone = enc.model.requires_grad_(True)  # registered, so parameters() and train() reach it
@@ -61,7 +61,7 @@ def _predict(model: Classifier, batches) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat([p for p, _ in out]).numpy(), torch.cat([y for _, y in out]).numpy()
 
 
-def finetune(enc: Encoder, task: Task, seed: int, pooling: str, cfg: FinetuneConfig = FinetuneConfig(),
+def finetune(enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: FinetuneConfig = FinetuneConfig(),
              workers: int = 0) -> dict:
     """Test scores of the best-validation epoch, plus that epoch and its validation macro-F1."""
     torch.manual_seed(seed)

@@ -15,8 +15,8 @@ import timm
 import torch
 
 import usjepa
-from usjepa.bench import zoo
 from usjepa.bench.tasks import load_task
+from usjepa.encoders import registry
 from usjepa.errors import DataError, UsjepaError
 
 
@@ -51,7 +51,7 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
     lines = []
     for spec, rec in encoders.items():
         try:
-            enc = zoo.load(spec)
+            enc = registry.load(spec)
             now = {"fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256}
             diff = [f"{k} {_short(rec[k])} -> {_short(now[k])}" for k in now if now[k] != rec[k]]
         except UsjepaError as e:

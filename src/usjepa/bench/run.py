@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from sklearn.manifold import TSNE
 
-from usjepa.bench import zoo
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import effective_rank, feature_key, task_features
 from usjepa.bench.finetune import FinetuneConfig, finetune
@@ -30,6 +29,7 @@ from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relativ
 from usjepa.bench.tasks import Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
 from usjepa.distributed import pick_device
+from usjepa.encoders import FrozenEncoder, registry
 from usjepa.errors import ConfigError
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
@@ -77,7 +77,7 @@ class BenchConfig:
 
 
 def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Path, **options) -> dict:
-    """Benchmark ``encoders`` (zoo specs) on ``tasks`` (names, 'all', 'synthus', or folders); write the report to ``out``.
+    """Benchmark ``encoders`` (encoder registry specs) on ``tasks`` (names, 'all', 'synthus', or folders); write the report to ``out``.
 
     ``options`` are BenchConfig fields, e.g. data_root, protocols=["linear", "fewshot", "robust", "knn", "finetune"],
     seeds=5, fractions, lrs, pooling, workers, cache, probe=ProbeConfig(...), finetune=FinetuneConfig(...).
@@ -99,7 +99,7 @@ def _run(cfg: BenchConfig) -> dict:
     device = pick_device(cfg.device)
     rows, embeddings, enc_info = [], {}, {}
     for spec in cfg.encoders:
-        enc = zoo.load(spec).to(device)
+        enc = registry.load(spec).to(device)
         pooling = cfg.pooling or enc.pooling
         enc_info[spec] = {"fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256, "img_size": enc.img_size,
                           "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std, "pooling": pooling}
@@ -119,7 +119,7 @@ def _run(cfg: BenchConfig) -> dict:
     return results
 
 
-def _evaluate(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> list[dict]:
+def _evaluate(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
     """Result rows of every requested protocol for one encoder x task (each protocol's rows cached)."""
     base = {"features": feature_key(enc, task, "test", pooling, None)}
     rows = []
@@ -146,12 +146,12 @@ def _conditions(cfg: BenchConfig) -> list[tuple[str, int]]:
     return conditions(tuple(cfg.corruptions), tuple(cfg.severities)) if "robust" in cfg.protocols else []
 
 
-def _features(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str, split: str,
+def _features(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str, split: str,
               corruption: tuple[str, int] | None = None) -> torch.Tensor:
     return task_features(cache, enc, task, split, pooling, corruption, cfg.batch_size, cfg.workers)
 
 
-def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> list[dict]:
+def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
     """Linear, few-shot and robustness rows from one batched sweep; selection reads validation only."""
     x = {s: _features(cfg, cache, enc, task, pooling, s) for s in ("train", "val")}
     y = {s: torch.from_numpy(task.labels(s)) for s in ("train", "val")}
@@ -178,13 +178,13 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, po
     return rows
 
 
-def _knn_rows(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> list[dict]:
+def _knn_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
     x = {s: _features(cfg, cache, enc, task, pooling, s).numpy() for s in ("train", "test")}
     proba = knn_proba(x["train"], task.labels("train"), x["test"], task.n_classes, cfg.knn_k)
     return [{"protocol": "knn", "seed": 0, "fraction": 1.0} | scores(task.labels("test"), proba[None], task.n_classes)[0]]
 
 
-def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE of (up to tsne_points) clean test features, cached."""
     def compute() -> dict[str, torch.Tensor]:
         x, y = _features(cfg, cache, enc, task, pooling, "test").numpy(), task.labels("test")
@@ -202,8 +202,7 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--encoders", help="comma-separated specs: usjepa:PATH, timm:NAME@FILE, hf:DIR, usfm:PATH, "
-                                      "urfm:PATH, effnet-lite0, random:ARCH_OR_EXPORT_DIR, pixels:K")
+    p.add_argument("--encoders", help=f"comma-separated specs; {registry.help_text()}")
     p.add_argument("--tasks", default="all", help="'all' (the paper's 8), 'synthus', or comma-separated names/folders")
     p.add_argument("--protocol", default="linear", help=f"comma-separated: {','.join(PROTOCOLS)}")
     p.add_argument("--data-root", help="folder holding the UltraBench / SynthUS task folders")

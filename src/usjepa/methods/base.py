@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from usjepa.config import Config
-from usjepa.export import STUDENT_MEAN, STUDENT_STD
+from usjepa.modelio import STUDENT_MEAN, STUDENT_STD
 from usjepa.models.encoder import Encoder, create_vit, vit_kwargs
 
 

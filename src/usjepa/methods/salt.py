@@ -20,7 +20,8 @@ class SALT(Method):
 
     def build_targets(self, cfg: Config) -> int:
         """Set up the target encoder; return its width."""
-        self.teacher = load_teacher(cfg.teacher.source, cfg.teacher.target_norm, self.encoder.grid)
+        t = cfg.teacher
+        self.teacher = load_teacher(t.source, t.target_norm, self.encoder.grid, t.layer, t.last_k)
         return self.teacher.embed_dim
 
     def targets(self, img: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Encoder zoo: usjepa exports, random and pixel baselines, EfficientNet-Lite0's real weights, the USFM, URFM and
+"""Encoder registry: usjepa exports, random and pixel baselines, EfficientNet-Lite0's real weights, the USFM, URFM and
 DINO layouts, and the error messages."""
 from __future__ import annotations
 
@@ -12,49 +12,49 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from skimage import data
 
-from usjepa.bench import zoo
+from usjepa.encoders import registry
 from usjepa.errors import CheckpointError, ConfigError
 
 from .conftest import write_export
 
 
 def test_usjepa_export_and_poolings(export_dir):
-    enc = zoo.load(f"usjepa:{export_dir}")
+    enc = registry.load(f"usjepa:{export_dir}")
     assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (32, 1, (0.5,), "mean")
     x = enc.normalise(torch.rand(2, 1, 32, 32))
     dims = {p: enc.features(x, p).shape for p in enc.poolings}
     assert dims == {"cls": (2, 192), "mean": (2, 192), "cls+mean": (2, 384), "last4": (2, 4 * 384), "head": (2, 192)}
     assert enc.features(x, "cls+mean")[:, 192:].allclose(enc.features(x, "mean"))
-    assert zoo.load(f"usjepa:{export_dir}").fingerprint == enc.fingerprint
+    assert registry.load(f"usjepa:{export_dir}").fingerprint == enc.fingerprint
     with pytest.raises(ConfigError, match="pooling 'max' not offered"):
         enc.features(x, "max")
 
 
 def test_random_baseline_takes_the_export_architecture(export_dir):
-    rnd, trained = zoo.load(f"random:{export_dir}"), zoo.load(f"usjepa:{export_dir}")
-    assert rnd.fingerprint != trained.fingerprint and rnd.fingerprint == zoo.load(f"random:{export_dir}").fingerprint
+    rnd, trained = registry.load(f"random:{export_dir}"), registry.load(f"usjepa:{export_dir}")
+    assert rnd.fingerprint != trained.fingerprint and rnd.fingerprint == registry.load(f"random:{export_dir}").fingerprint
     assert (rnd.img_size, rnd.in_chans, rnd.weights_sha256) == (32, 1, None)
-    assert zoo.load("random:resnet10t").poolings == ("head",)
+    assert registry.load("random:resnet10t").poolings == ("head",)
 
 
 def test_grayscale_is_replicated_for_three_channel_encoders():
-    enc = zoo.load("effnet-lite0:64")
+    enc = registry.load("effnet-lite0:64")
     x = torch.rand(2, 1, 8, 8)
     out = enc.normalise(x)
     assert out.shape == (2, 3, 8, 8) and torch.allclose(out[:, 0] * 0.229 + 0.485, x[:, 0])
 
 
 def test_pixels_baseline_is_pooled_grey_levels():
-    enc = zoo.load("pixels:4")
+    enc = registry.load("pixels:4")
     x = torch.rand(2, 1, 224, 224)
     feats = enc.features(enc.normalise(x))
     assert (enc.img_size, enc.in_chans, feats.shape) == (224, 1, (2, 16))
     assert torch.allclose(feats[:, 0], (x[:, 0, :56, :56].mean((1, 2)) - 0.5) / 0.25, atol=1e-5)  # top-left cell
-    assert enc.fingerprint != zoo.load("pixels:8").fingerprint  # each grid has its own feature cache
+    assert enc.fingerprint != registry.load("pixels:8").fingerprint  # each grid has its own feature cache
 
 
 def test_effnet_lite0_real_weights_see_espresso():
-    enc = zoo.load("effnet-lite0")
+    enc = registry.load("effnet-lite0")
     img = torch.from_numpy(data.coffee()).permute(2, 0, 1)[None].float() / 255
     x = F.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
     with torch.inference_mode():
@@ -72,21 +72,21 @@ def test_effnet_lite0_real_weights_see_espresso():
     ("usjepa:/nope/run", CheckpointError, r"/nope/run: not found; expected a usjepa export dir"),
     ("hf:/nope/dinov2", CheckpointError, r"/nope/dinov2/config.json not found; expected a folder written by transformers"),
     ("dinov9:x", ConfigError, r"encoder 'dinov9:x': expected one of"),
-    ("effnet-lite0:big", ConfigError, r"expected one of"),
+    ("effnet-lite0:big", ConfigError, r"effnet-lite0\[:SIZE\] takes an image size in pixels"),
     ("random:no_such_arch", ConfigError, r"random:no_such_arch: unknown timm architecture"),
     ("pixels:0", ConfigError, r"encoder 'pixels:0': pixels:K takes a grid size K from 1 to 64"),
     ("pixels:eight", ConfigError, r"pixels:K takes a grid size"),
 ])
 def test_missing_weights_and_bad_specs_say_what_is_expected(spec, error, message):
     with pytest.raises(error, match=message):
-        zoo.load(spec)
+        registry.load(spec)
 
 
 def test_hf_without_transformers_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "config.json").write_text("{}")
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed
     with pytest.raises(ConfigError, match="need the `transformers` package, which is not installed"):
-        zoo.load(f"hf:{tmp_path}")
+        registry.load(f"hf:{tmp_path}")
 
 
 @pytest.mark.parametrize("family, registers", [("dinov2", 0), ("dinov3", 4)])
@@ -102,7 +102,7 @@ def test_hf_dino_saved_locally_loads_with_its_input_size_and_register_tokens(tmp
     size = model.config.image_size
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(
         {"crop_size": {"height": size, "width": size}, "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.2, 0.2]}))
-    enc = zoo.load(f"hf:{tmp_path}")
+    enc = registry.load(f"hf:{tmp_path}")
     assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (size, 3, (0.4, 0.5, 0.6), "cls")
     x = torch.rand(2, 3, size, size)
     with torch.inference_mode():
@@ -117,23 +117,23 @@ def test_hf_dino_saved_locally_loads_with_its_input_size_and_register_tokens(tmp
 def test_weights_that_do_not_fit_name_the_tensor(tmp_path):
     save_file({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, str(tmp_path / "w.safetensors"))
     with pytest.raises(CheckpointError, match=r"w.safetensors: does not fit URFM \(vit_base_patch16_224\)"):
-        zoo.load(f"urfm:{tmp_path / 'w.safetensors'}")
+        registry.load(f"urfm:{tmp_path / 'w.safetensors'}")
 
 
 def test_input_size_mismatch_is_caught_before_any_work(tmp_path):
     bad = write_export(tmp_path / "bad", card_img_size=48)  # the card says 48 px, the model was built for 32
     with pytest.raises(CheckpointError, match=r"usjepa:.*bad: encoder rejects its declared input 1x48x48 \(input-size mismatch"):
-        zoo.load(f"usjepa:{bad}")
+        registry.load(f"usjepa:{bad}")
 
 
 def test_fingerprint_sees_one_changed_byte(export_dir, tmp_path):
     copy = write_export(tmp_path / "copy")
-    before = zoo.load(f"usjepa:{copy}")
+    before = registry.load(f"usjepa:{copy}")
     weights = copy / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0x01
     weights.write_bytes(bytes(raw))
-    after = zoo.load(f"usjepa:{copy}")
+    after = registry.load(f"usjepa:{copy}")
     assert after.fingerprint != before.fingerprint and after.weights_sha256 != before.weights_sha256
 
 
@@ -147,7 +147,7 @@ def test_usfm_release_layout_loads_as_usfm_fine_tunes_it(tmp_path):
     release = {f"net.backbone.{k}": v for k, v in pre.state_dict().items()}
     release |= {"net.backbone.mask_token": torch.zeros(1, 1, 768), "net.backbone.lm_head.weight": torch.zeros(8, 768)}
     save_file(release, str(tmp_path / "usfm.safetensors"))
-    enc = zoo.load(f"usfm:{tmp_path / 'usfm.safetensors'}")
+    enc = registry.load(f"usfm:{tmp_path / 'usfm.safetensors'}")
     ref = timm.create_model("beit_base_patch16_224", global_pool="avg", **beit).eval()  # mean pooling, fresh fc_norm
     missing, _ = ref.load_state_dict({k: v for k, v in pre.state_dict().items() if not k.startswith("norm.")}, strict=False)
     assert missing == ["fc_norm.weight", "fc_norm.bias"]
@@ -161,7 +161,45 @@ def test_urfm_weights_under_a_wrapper_load_with_mae_tensors_dropped(tmp_path):
     sd = {f"module.{k}": v for k, v in vit.state_dict().items()}
     sd |= {"module.mask_token": torch.zeros(1, 1, 768), "module.decoder_embed.weight": torch.zeros(4, 768)}
     torch.save({"model": sd, "epoch": 400}, tmp_path / "urfm.pth")
-    enc = zoo.load(f"urfm:{tmp_path / 'urfm.pth'}")
+    enc = registry.load(f"urfm:{tmp_path / 'urfm.pth'}")
     x = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():
         assert torch.allclose(enc.features(x, "mean"), vit.forward_features(x)[:, 1:].mean(1), atol=1e-5)
+
+
+def test_patch_maps_leave_out_prefix_tokens_and_declare_their_stride(export_dir):
+    vit = registry.load(f"usjepa:{export_dir}")
+    x = vit.normalise(torch.rand(2, 1, 32, 32))
+    with torch.inference_mode():
+        tokens = vit.model.forward_features(x)[:, 1:]  # without the CLS token
+        assert torch.equal(vit.patch_map(x), tokens.transpose(1, 2).reshape(2, 192, 4, 4))
+        blocks = vit.model.forward_intermediates(x, indices=2, norm=True, intermediates_only=True)
+        assert torch.allclose(vit.patch_map(x, last_k=2), (blocks[0] + blocks[1]) / 2)
+    assert vit.stride() == 8
+    cnn = registry.load("effnet-lite0:64")
+    with torch.inference_mode():
+        assert cnn.patch_map(cnn.normalise(torch.rand(1, 1, 64, 64)), layer=3).shape == (1, 112, 4, 4)
+    assert (cnn.stride(3), cnn.stride()) == (16, 32)
+    pixels = registry.load("pixels:4")
+    assert pixels.patch_map(torch.rand(2, 1, 96, 96)).shape == (2, 1, 4, 4)  # fixed, whatever the input size
+
+
+def test_hf_patch_map_drops_cls_and_register_tokens(tmp_path):
+    import transformers
+
+    model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(
+        image_size=32, patch_size=16, num_register_tokens=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64)).eval()
+    model.save_pretrained(tmp_path)
+    enc = registry.load(f"hf:{tmp_path}")
+    x = torch.rand(2, 3, 64, 64)  # RoPE: another input size gives a larger grid
+    with torch.inference_mode():
+        tokens = model(pixel_values=x).last_hidden_state[:, 5:]
+        assert torch.allclose(enc.patch_map(x), tokens.transpose(1, 2).reshape(2, 32, 4, 4), atol=1e-6)
+    assert enc.stride() == 16
+
+
+def test_families_come_from_the_registry():
+    assert {"effnet-lite0", "hf", "pixels", "random", "timm", "urfm", "usfm", "usjepa"} <= set(registry.families())
+    assert registry.usage().startswith("effnet-lite0[:SIZE], hf:DIR")
+    assert all(f.usage in registry.help_text() for f in registry.families().values())
