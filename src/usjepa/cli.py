@@ -13,6 +13,7 @@ from usjepa.errors import UsjepaError
 COMMANDS = {
     "demo": ("usjepa.demo", "simulate, pretrain, compare and benchmark end to end"),
     "simulate": ("usjepa.synthus.cli", "write the SynthUS benchmark and pretraining corpus"),
+    "prepare": ("usjepa.data.prepare", "write BUS-BRA or TN5000 from their raw layout as UltraBench folders"),
     "ingest": ("usjepa.data.ingest", "preprocess real ultrasound into WebDataset shards"),
     "pretrain": ("usjepa.train", "pretrain a backbone with a registered method (listed by usjepa pretrain --help)"),
     "export": ("usjepa.export", "export a run's backbone as timm-loadable safetensors"),

@@ -25,8 +25,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def load_weights(path: str | Path, expected: str = "a weights file") -> dict:
-    """Read a state dict (or a checkpoint dict of tensors and plain values) without executing code."""
+def load_weights(path: str | Path, expected: str = "a weights file", convert: str | None = None) -> dict:
+    """Read a state dict (or a checkpoint dict of tensors and plain values) without executing code.
+
+    ``convert``: the conversion to suggest when a file needs full unpickling (default: the generic hint).
+    """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: {expected} not found")
@@ -42,7 +45,7 @@ def load_weights(path: str | Path, expected: str = "a weights file") -> dict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{p}: refused: this file needs full unpickling, which can execute code "
-            f"({str(e).splitlines()[0]}). Use safetensors, or {CONVERT_HINT}"
+            f"({str(e).splitlines()[0]}). Use safetensors, or {convert or CONVERT_HINT}"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         raise CheckpointError(f"{p}: cannot read {expected}: it is truncated or not a PyTorch file ({e})") from None

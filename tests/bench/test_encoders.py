@@ -23,7 +23,8 @@ def test_usjepa_export_and_poolings(export_dir):
     assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (32, 1, (0.5,), "mean")
     x = enc.normalise(torch.rand(2, 1, 32, 32))
     dims = {p: enc.features(x, p).shape for p in enc.poolings}
-    assert dims == {"cls": (2, 192), "mean": (2, 192), "cls+mean": (2, 384), "last4": (2, 4 * 384), "head": (2, 192)}
+    assert dims == {"cls": (2, 192), "mean": (2, 192), "cls+mean": (2, 384), "last4": (2, 5 * 192),
+                    "cls+mean-last4": (2, 4 * 384), "head": (2, 192)}
     assert enc.features(x, "cls+mean")[:, 192:].allclose(enc.features(x, "mean"))
     assert registry.load(f"usjepa:{export_dir}").fingerprint == enc.fingerprint
     with pytest.raises(ConfigError, match="pooling 'max' not offered"):
@@ -109,14 +110,14 @@ def test_hf_dino_saved_locally_loads_with_its_input_size_and_register_tokens(tmp
         tokens = model(pixel_values=x).last_hidden_state
         assert torch.allclose(enc.features(x, "cls"), tokens[:, 0], atol=1e-5)
         assert torch.allclose(enc.features(x, "mean"), tokens[:, 1 + registers:].mean(1), atol=1e-5)  # patches only
-        last4 = enc.features(x, "last4")
+        last4 = enc.features(x, "cls+mean-last4")  # the per-block variant; last4 is DINOv2's (tests/encoders)
         assert last4.shape == (2, 4 * 2 * 32)
         assert torch.allclose(last4[:, -64:], torch.cat([tokens[:, 0], tokens[:, 1 + registers:].mean(1)], 1), atol=1e-5)
 
 
 def test_weights_that_do_not_fit_name_the_tensor(tmp_path):
     save_file({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, str(tmp_path / "w.safetensors"))
-    with pytest.raises(CheckpointError, match=r"w.safetensors: does not fit URFM \(vit_base_patch16_224\)"):
+    with pytest.raises(CheckpointError, match=r"w.safetensors: missing: pos_embed"):
         registry.load(f"urfm:{tmp_path / 'w.safetensors'}")
 
 

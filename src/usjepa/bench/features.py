@@ -21,7 +21,8 @@ from usjepa.encoders import FrozenEncoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, Sample, read_record
 
-FEATURES_VERSION = 2  # bump when the extraction code changes what it computes (2: hf: lastK through the final norm)
+FEATURES_VERSION = 3  # bump when the extraction code changes what it computes (2: hf: lastK through the final norm;
+# 3: lastN is DINOv2's create_linear_input, the per-block variant is cls+mean-lastN)
 
 
 @lru_cache(maxsize=512)  # corrupted test sets and later encoders decode the same files again

@@ -130,7 +130,8 @@ def find_dataset(root: str | Path, name: str) -> Path:
         return root / name
     versioned = sorted(root.glob(f"{name}_v*"), key=lambda p: _version_key(p.name[len(name) + 2:]))
     if not versioned:
-        raise DataError(f"task '{name}': no folder {root / name} or {root / name}_v<version> (run `ultrabench {name} RAW {root}`)")
+        make = f"usjepa prepare {name} RAW {root}" if name in ("busbra", "tn5000") else f"ultrabench {name} RAW {root}"
+        raise DataError(f"task '{name}': no folder {root / name} or {root / name}_v<version> (run `{make}`)")
     return versioned[-1]
 
 

@@ -5,6 +5,7 @@ It gives pooled features (the benchmark's) and a patch-token map [B, D, h, w] at
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 
 import torch
@@ -12,7 +13,11 @@ from torch import nn
 
 from usjepa.errors import CheckpointError, ConfigError
 
-TOKEN_POOLINGS = ("cls", "mean", "cls+mean", "last4", "head")
+TOKEN_POOLINGS = ("cls", "mean", "cls+mean", "last4", "cls+mean-last4", "head")
+# lastN: DINOv2's linear-eval input (dinov2/eval/linear.py create_linear_input, use_avgpool): the CLS tokens of the
+# last N blocks and the patch mean of the last block only, every block through the final norm. cls+mean-lastN
+# (mean-lastN without a CLS token): the CLS token and patch mean of each of the last N blocks, concatenated.
+MULTI_BLOCK = re.compile(r"(last|cls\+mean-last|mean-last)(\d+)")
 
 
 @dataclass
@@ -51,14 +56,22 @@ class FrozenEncoder:
         return (x - mean) / std
 
     def features(self, x: torch.Tensor, pooling: str | None = None) -> torch.Tensor:
-        """Pooled features [B, D] of a normalised batch (grad enabled: fine-tuning uses it too)."""
+        """Pooled features [B, D] of a normalised batch (grad enabled: fine-tuning uses it too).
+
+        ``poolings`` lists the N = 4 forms of lastN / cls+mean-lastN; any other N up to the depth works too.
+        """
         pooling = pooling or self.pooling
-        if pooling not in self.poolings:
+        m = MULTI_BLOCK.fullmatch(pooling)
+        offered = m and f"{m.group(1)}4" in self.poolings and 1 <= int(m.group(2)) <= self._depth()
+        if pooling not in self.poolings and not offered:
             raise ConfigError(f"{self.spec}: pooling '{pooling}' not offered (choose from {', '.join(self.poolings)})")
         return self._pooled(x, pooling)
 
     def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
         raise NotImplementedError
+
+    def _depth(self) -> int:
+        return len(getattr(self.model, "blocks", ()))
 
     def patch_map(self, x: torch.Tensor, layer: int = -1, last_k: int = 1) -> torch.Tensor:
         """The feature map [B, D, h, w] of a normalised batch at ``layer`` (a block or stage; -1: the last).
@@ -83,6 +96,15 @@ class FrozenEncoder:
         except (RuntimeError, AssertionError, ValueError) as e:
             raise CheckpointError(f"{self.spec}: encoder rejects its declared input {self.in_chans}x{self.img_size}x"
                                   f"{self.img_size} (input-size mismatch: {str(e).splitlines()[0]})") from None
+
+
+def _multi_block(normed: list[torch.Tensor], pooling: str, n_prefix: int) -> torch.Tensor:
+    """lastN / cls+mean-lastN / mean-lastN of the last N blocks' normed tokens [B, prefix + patches, D]."""
+    kind, n = MULTI_BLOCK.fullmatch(pooling).groups()
+    blocks = normed[-int(n):]
+    if kind == "last":
+        return torch.cat([h[:, 0] for h in blocks] + [blocks[-1][:, n_prefix:].mean(1)], dim=1)
+    return torch.cat([_pool(h, kind.removesuffix("-last"), n_prefix) for h in blocks], dim=1)
 
 
 def _pool(tokens: torch.Tensor, pooling: str, n_prefix: int) -> torch.Tensor:
@@ -111,13 +133,12 @@ class TimmViT(FrozenEncoder):
     """A timm token model (ViT, DeiT, BEiT, ...): prefix (CLS, register) tokens are left out of maps and means."""
 
     def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
-        """lastK concatenates, over the last K blocks, the patch mean (and the CLS token when there is one)."""
-        if pooling.startswith("last"):
-            per_block = "cls+mean" if "cls" in self.poolings else "mean"
-            blocks = self.model.forward_intermediates(x, indices=int(pooling[4:]), return_prefix_tokens=True, norm=True,
+        if MULTI_BLOCK.fullmatch(pooling):
+            n = int(MULTI_BLOCK.fullmatch(pooling).group(2))
+            blocks = self.model.forward_intermediates(x, indices=n, return_prefix_tokens=True, norm=True,
                                                       output_fmt="NLC", intermediates_only=True)
-            return torch.cat([_pool(torch.cat([prefix, patches], 1), per_block, prefix.shape[1])
-                              for patches, prefix in blocks], dim=1)
+            return _multi_block([torch.cat([prefix, patches], 1) for patches, prefix in blocks], pooling,
+                                self.model.num_prefix_tokens)
         tokens = self.model.forward_features(x)
         if pooling == "head":
             return self.model.forward_head(tokens, pre_logits=True)
@@ -184,11 +205,15 @@ class HFViT(FrozenEncoder):
         norm = getattr(self.model, "layernorm", None) or getattr(self.model, "norm", None) or nn.Identity()
         return [norm(hidden[i]) for i in idx]
 
+    def _depth(self) -> int:
+        return self.model.config.num_hidden_layers
+
     def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
-        if pooling.startswith("last"):
-            k = int(pooling[4:])
-            blocks = self._last_blocks(x, list(range(self.model.config.num_hidden_layers))[-k:])
-            return torch.cat([_pool(h, "cls+mean", self._n_prefix()) for h in blocks], dim=1)
+        if MULTI_BLOCK.fullmatch(pooling):
+            n = int(MULTI_BLOCK.fullmatch(pooling).group(2))
+            return _multi_block(self._last_blocks(x, list(range(self._depth()))[-n:]), pooling, self._n_prefix())
+        if pooling == "head":  # the model's own pooler (BEiT's: layernorm of the patch mean)
+            return self.model(pixel_values=x).pooler_output
         return _pool(self.model(pixel_values=x).last_hidden_state, pooling, self._n_prefix())
 
     def patch_map(self, x: torch.Tensor, layer: int = -1, last_k: int = 1) -> torch.Tensor:
@@ -214,10 +239,12 @@ def tensors_sha256(sd: dict[str, torch.Tensor]) -> str:
 
 
 def token_poolings(model: nn.Module) -> tuple[str, ...]:
-    """The poolings a timm token model offers: CLS ones when it has a CLS token, last4 when it has 4 blocks."""
+    """The poolings a timm token model offers: CLS ones (and DINOv2's last4) when it has a CLS token, the multi-block
+    ones when it has 4 blocks (mean-last4 in place of cls+mean-last4 without a CLS token)."""
     has_cls = getattr(model, "cls_token", None) is not None
     deep = len(getattr(model, "blocks", ())) >= 4
-    return tuple(p for p in TOKEN_POOLINGS if (has_cls or "cls" not in p) and (deep or p != "last4"))
+    names = [p if has_cls or p != "cls+mean-last4" else "mean-last4" for p in TOKEN_POOLINGS]
+    return tuple(p for p in names if (has_cls or ("cls" not in p and p != "last4")) and (deep or "last" not in p))
 
 
 def is_token_model(model: nn.Module) -> bool:

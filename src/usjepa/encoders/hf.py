@@ -11,6 +11,8 @@ from usjepa.errors import CheckpointError, ConfigError
 from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
 from usjepa.weights import file_sha256
 
+MEAN_POOLED = ("beit", "data2vec-vision")  # transformers families whose pooler is the layernorm of the patch mean
+
 
 @register("hf", "hf:DIR", "a transformers ViT folder from save_pretrained (needs `transformers`)")
 def build(spec: str, path: str) -> FrozenEncoder:
@@ -29,5 +31,15 @@ def build(spec: str, path: str) -> FrozenEncoder:
     img_size = size.get("height", size.get("shortest_edge", 224)) if isinstance(size, dict) else int(size)
     weights = sorted(p.glob("*.safetensors"))
     sha = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest() if weights else None
+    pooling = default_pooling(model.config)
+    poolings = ("cls", "mean", "cls+mean", "last4", "cls+mean-last4") + (("head",) if pooling == "head" else ())
     return HFViT(spec, model, int(img_size), 3, tuple(pre.get("image_mean", IMAGENET_MEAN)),
-                 tuple(pre.get("image_std", IMAGENET_STD)), "cls", ("cls", "mean", "cls+mean", "last4"), sha)
+                 tuple(pre.get("image_std", IMAGENET_STD)), pooling, poolings, sha)
+
+
+def default_pooling(config) -> str:
+    """The family's own feature: the pooler of mean-pooled BEiT-style models (layernorm of the patch mean, as
+    BEiT / data2vec-vision / USFM ports evaluate), else the CLS token after the final norm (DINOv2, DINOv3, ViT)."""
+    if config.model_type in MEAN_POOLED and getattr(config, "use_mean_pooling", False):
+        return "head"
+    return "cls"
