@@ -14,6 +14,7 @@ from usjepa.bench.run import run_bench
 from usjepa.config import load_config
 from usjepa.data.synthus import CORPUS, TASKS, write_suite
 from usjepa.export import CARD
+from usjepa.paths import out_dir
 from usjepa.train import train
 
 
@@ -81,8 +82,7 @@ def _simulate(out: Path, s: Scale, seed: int) -> dict[str, Path]:
 
 
 def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) -> dict:
-    s, out = SCALES[scale], Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    s, out = SCALES[scale], out_dir(out)
     timings, t0 = {}, time.perf_counter()
 
     def lap(name: str) -> None:

@@ -13,7 +13,8 @@ from usjepa.checkpoint import find_checkpoint, load_checkpoint
 from usjepa.config import config_from_dict
 from usjepa.errors import CheckpointError
 from usjepa.models.encoder import create_vit, vit_kwargs
-from usjepa.weights import file_sha256, load_weights, state_dict_from
+from usjepa.paths import out_dir
+from usjepa.weights import check_finite, file_sha256, load_weights, state_dict_from
 
 CARD, WEIGHTS = "card.json", "model.safetensors"
 STUDENT_MEAN, STUDENT_STD = (0.5,), (0.5,)
@@ -23,7 +24,7 @@ BACKBONE = "encoder.vit."  # every method keeps the backbone it exports under th
 def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
     cfg = config_from_dict(ckpt["config"])
     vit = create_vit(cfg.model.arch, **vit_kwargs(cfg))
-    sd = {k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}
+    sd = check_finite({k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}, path)
     missing, unexpected = vit.load_state_dict(sd, strict=False)
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks backbone weights {missing[:3]}...")
@@ -51,8 +52,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, which: str = 
     """Write ``out`` (default RUN/export) with model.safetensors and card.json."""
     path = find_checkpoint(run_dir, which)
     vit, card = vit_from_checkpoint(load_checkpoint(path), path)
-    out = Path(out or Path(run_dir) / "export")
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(out or Path(run_dir) / "export")
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(out / WEIGHTS))
     card["weights_sha256"] = file_sha256(out / WEIGHTS)
     card["checkpoint"] = which
@@ -94,7 +94,7 @@ def load_encoder(spec: str | Path) -> tuple[nn.Module, dict]:
     if p.is_dir() and (p / CARD).is_file():
         card = json.loads((p / CARD).read_text())
         model = timm.create_model(card["arch"], pretrained=False, **card["timm_kwargs"])
-        sd = load_weights(p / WEIGHTS, "exported weights")
+        sd = check_finite(load_weights(p / WEIGHTS, "exported weights"), p / WEIGHTS)
         model.load_state_dict(sd, strict=True)
         card["weights_sha256"] = file_sha256(p / WEIGHTS)
         return model, card
@@ -104,7 +104,8 @@ def load_encoder(spec: str | Path) -> tuple[nn.Module, dict]:
         vit, card = vit_from_checkpoint(load_checkpoint(p), p)
         card["weights_sha256"] = file_sha256(p)
         return vit, card
-    raise CheckpointError(f"{p}: not found; expected a usjepa export dir (card.json + model.safetensors), "
+    found = "is a folder without card.json or checkpoints/" if p.is_dir() else "not found"
+    raise CheckpointError(f"{p}: {found}; expected a usjepa export dir (card.json + model.safetensors), "
                           "a run dir, a checkpoint file, or timm:NAME@FILE")
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from usjepa.checkpoint import FORMAT, load_checkpoint, save_atomic
+from usjepa.checkpoint import FORMAT, check_resume, save_atomic
 from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
 from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
@@ -82,6 +82,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
+        self.resume_from = check_resume(Path(cfg.out) / "checkpoints" / "last.pt", to_dict(cfg))  # before any write
         self.out = prepare_run_dir(cfg, self.d.main)
         self.method = build_method(cfg).to(self.d.device)
         o, world = cfg.optim, self.d.world
@@ -121,11 +122,10 @@ class Trainer:
         save_atomic(state, self._ckpt_path(which))
 
     def _resume(self) -> None:
-        path = self._ckpt_path("last")
-        if not path.is_file():
+        path, ckpt = self._ckpt_path("last"), self.resume_from
+        if ckpt is None:
             self._truncate_metrics()  # a run killed before its first checkpoint starts over
             return
-        ckpt = load_checkpoint(path)
         missing, unexpected = self.method.load_state_dict(ckpt["model"], strict=False)
         wrong = [k for k in missing if not k.startswith(FROZEN)] + list(unexpected)
         if wrong:

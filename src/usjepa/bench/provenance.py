@@ -59,7 +59,8 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
         lines.append(f"encoder {spec}: " + ("changed: " + "; ".join(diff) if diff else "unchanged"))
     for name, rec in tasks.items():
         try:
-            h = load_task(rec["source"], cfg["data_root"], cfg["val_seed"], cfg["val_fraction"]).split_hash
+            h = load_task(rec["source"], cfg["data_root"], cfg["val_seed"], cfg["val_fraction"],
+                          cfg.get("allow_incomplete_tasks", False)).split_hash
             diff = [] if h == rec["split_hash"] else [f"split hash {_short(rec['split_hash'])} -> {_short(h)}"]
         except UsjepaError as e:
             diff = [f"cannot load ({e})"]

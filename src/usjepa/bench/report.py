@@ -68,13 +68,27 @@ def _select(rows: list[dict], **match) -> list[dict]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
+INCOMPLETE = "‡"  # marks a task scored although a split lacks a class (bench --allow-incomplete-tasks)
+
+
+def task_columns(results: dict) -> list[str]:
+    """Task names as column headers; a task scored with a warning carries INCOMPLETE."""
+    return [t + (INCOMPLETE if info.get("warning") else "") for t, info in results["tasks"].items()]
+
+
+def warnings_note(results: dict) -> list[str]:
+    return [f"{INCOMPLETE} {info['warning']}: scored anyway, not comparable" for info in results["tasks"].values()
+            if info.get("warning")]
+
+
 def tables(results: dict) -> list[Table]:
     rows, encs, tasks = results["rows"], list(results["encoders"]), list(results["tasks"])
+    columns = [*task_columns(results), "mean"]
     out = []
     titles = {"linear": "Linear probe", "knn": "kNN (cosine, k = 20)", "finetune": "Full fine-tuning (layer-wise lr decay)"}
     for proto, title in titles.items():
         if _select(rows, protocol=proto):
-            out.append(Table(f"{title}: test macro-F1 %, mean ± sd over seeds", [*tasks, "mean"],
+            out.append(Table(f"{title}: test macro-F1 %, mean ± sd over seeds", columns,
                              {e: [_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks]
                               + [_mean_of([_stats(_select(rows, protocol=proto, encoder=e, task=t)) for t in tasks])]
                               for e in encs}))
@@ -82,7 +96,7 @@ def tables(results: dict) -> list[Table]:
         ranks = {e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
                  for e in encs}  # one value per encoder x task: every seed's row carries the same features' rank
         out.append(Table("Feature effective rank (RankMe of the standardised train features, at most the feature width; "
-                         "collapse shows as a low rank)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
+                         "collapse shows as a low rank)", columns, {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
     if fractions:
         out.append(Table("Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds)",
@@ -101,7 +115,7 @@ def tables(results: dict) -> list[Table]:
                            "relative_drop") for t in tasks] for e in encs}
         out.append(Table(f"Robustness, {kind}@{top} by task: relative change of test macro-F1 % vs clean "
                          f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
-                         "is mostly noise)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
+                         "is mostly noise)", columns, {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
     return out
 
 
@@ -203,7 +217,8 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
         w.writeheader()
         w.writerows(results["rows"])
     tabs = tables(results)
-    paths["md"].write_text("# Leaderboard\n\n" + "\n".join(to_markdown(t) for t in tabs))
+    note = "".join(f"{line}\n\n" for line in warnings_note(results))
+    paths["md"].write_text("# Leaderboard\n\n" + note + "\n".join(to_markdown(t) for t in tabs))
     figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
@@ -229,6 +244,7 @@ def _html(results: dict, tabs: list[Table], images: dict[str, bytes]) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>usjepa bench</title><style>{style}</style></head><body>"
             f"<h1>usjepa benchmark</h1><p>usjepa {prov['usjepa_version']} · commit {prov['git_commit'] or 'unknown'} · "
             f"{prov['created']} · seeds {results['config']['seeds']}</p>"
+            + "".join(f"<p>{html.escape(line)}</p>" for line in warnings_note(results))
             + "".join(to_html(t) for t in tabs) + "<h2>Plots</h2>" + imgs
             + "<h2>Inputs</h2><table><tr><th>encoder</th><th>weights fingerprint</th><th>file sha256</th><th>input</th>"
               f"<th>pooling</th></tr>{enc_rows}</table><table><tr><th>task</th><th>classes</th><th>train / val / test</th>"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -27,10 +28,11 @@ from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, fit, scores, 
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
-from usjepa.bench.tasks import Task, load_task, task_names
+from usjepa.bench.tasks import ALLOW_FLAG, Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
 from usjepa.distributed import pick_device
 from usjepa.errors import ConfigError
+from usjepa.paths import out_dir
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
@@ -60,6 +62,7 @@ class BenchConfig:
     cache: str | None = ""  # "" -> OUT/cache; None -> no cache
     finetune_seeds: int = 1
     tsne_points: int = 500
+    allow_incomplete_tasks: bool = False  # score tasks whose splits lack a class (their rows are marked)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
@@ -73,6 +76,12 @@ class BenchConfig:
             raise ConfigError("--threads must be >= 0 (0: one per core)")
         if self.seeds < 1 or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("--seeds must be >= 1 and --fractions in (0, 1]")
+        if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
+            raise ConfigError(f"--lrs: probe learning rates must be finite and > 0, got {self.lrs}")
+        for flag, value, low in (("--workers", self.workers, 0), ("knn_k", self.knn_k, 1), ("batch_size", self.batch_size, 1),
+                                 ("--finetune-epochs", self.finetune.epochs, 1), ("--finetune-seeds", self.finetune_seeds, 1)):
+            if value < low:
+                raise ConfigError(f"{flag} must be >= {low}, got {value}")
         conditions(tuple(self.corruptions), tuple(self.severities))
 
 
@@ -94,8 +103,16 @@ def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Pa
 
 def _run(cfg: BenchConfig) -> dict:
     start, out = time.perf_counter(), Path(cfg.out)
-    cache = Cache(None if cfg.cache is None else Path(cfg.cache or out / "cache"))
-    loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction) for t in cfg.tasks]  # data faults first
+    loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction, cfg.allow_incomplete_tasks)
+              for t in cfg.tasks]  # data faults first
+    for t in loaded:
+        if t.warning:
+            print(f"warning: {t.warning}; scored anyway ({ALLOW_FLAG}), marked in the report")
+    cache_root = None if cfg.cache is None else Path(cfg.cache or out / "cache")
+    for flag, folder in (("--out", out), ("--cache", cache_root)):
+        if folder is not None:
+            out_dir(folder, flag)
+    cache = Cache(cache_root)
     device = pick_device(cfg.device)
     rows, embeddings, enc_info = [], {}, {}
     for spec in cfg.encoders:
@@ -105,12 +122,13 @@ def _run(cfg: BenchConfig) -> dict:
                           "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std, "pooling": pooling}
         for task in loaded:
             tag = {"encoder": spec, "task": task.name, "weights_fingerprint": enc.fingerprint, "split_hash": task.split_hash}
+            tag |= {"task_warning": task.warning} if task.warning else {}
             rows += [tag | r for r in _evaluate(cfg, cache, enc, task, pooling)]
             embeddings[(spec, task.name)] = _tsne(cfg, cache, enc, task, pooling)
     results = {"provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2)},
                "config": dataclasses.asdict(cfg), "encoders": enc_info,
                "tasks": {t.name: {"source": src, "folder": str(t.folder.resolve()), "n_classes": t.n_classes,
-                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version,
+                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version, "warning": t.warning,
                                   "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes)}
                          for t, src in zip(loaded, cfg.tasks)},
                "rows": rows}
@@ -220,8 +238,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default="", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, default=FinetuneConfig.epochs)
+    p.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose splits lack a class (an error otherwise); "
+                                                        "their rows are marked in the report")
     p.add_argument("--verify", metavar="RESULTS", help="re-hash the inputs recorded in RESULTS (results.json) and "
                                                        "say whether they changed; runs nothing else")
+
+
+def numbers(text: str, flag: str) -> list[float]:
+    """``"1e-3,1e-2"`` -> [0.001, 0.01]; a ConfigError names the flag and the item that is not a number."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        bad = next(v for v in text.split(",") if not _is_number(v))
+        raise ConfigError(f"{flag}: {bad!r} is not a number (expected a comma-separated list, e.g. 0.1,0.5,1.0)") from None
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,10 +273,10 @@ def run(args: argparse.Namespace) -> int:
     results = run_bench(
         [s.strip() for s in args.encoders.split(",") if s.strip()], args.tasks, args.out, data_root=args.data_root,
         protocols=[p.strip() for p in args.protocol.split(",")], seeds=args.seeds,
-        fractions=[float(f) for f in args.fractions.split(",")], lrs=[float(v) for v in args.lrs.split(",")],
+        fractions=numbers(args.fractions, "--fractions"), lrs=numbers(args.lrs, "--lrs"),
         pooling=args.pooling, workers=args.workers, threads=args.threads, device=args.device,
         cache=None if args.no_cache else args.cache,
-        finetune=FinetuneConfig(epochs=args.finetune_epochs))
+        finetune=FinetuneConfig(epochs=args.finetune_epochs), allow_incomplete_tasks=args.allow_incomplete_tasks)
     cache = results["provenance"]["cache"]
     print(f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "
           f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(args.out) / 'report.html'}")

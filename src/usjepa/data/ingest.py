@@ -23,7 +23,8 @@ from usjepa.data.preprocess import PreprocessConfig, estimate_scan_mask, hamming
 from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
 from usjepa.data.sources import Source, file_kind, open_source
-from usjepa.errors import DataError
+from usjepa.errors import ConfigError, DataError
+from usjepa.paths import out_dir
 
 STATE, REPORT = "ingest_state.json", "skipped.tsv"
 
@@ -167,11 +168,19 @@ def summary(stats: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value, low, high in (("--size", args.size, 16, 8192), ("--shard-size", args.shard_size, 1, 10**7),
+                                   ("--dedup", args.dedup, 0, 64)):  # a perceptual hash has 64 bits
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} must lie in [{low}, {high}], got {value}")
+    sources = [open_source(spec) for spec in args.sources]
+    for spec, src in zip(args.sources, sources):
+        if not len(src) and not src.faults:
+            raise DataError(f"source '{spec}': holds no images, DICOMs or videos")
     ing = Ingest(args)
-    ing.out.mkdir(parents=True, exist_ok=True)
+    out_dir(ing.out)
     ing.load_state()
     if not ing.state["done"]:
-        ing.run([open_source(spec) for spec in args.sources])
+        ing.run(sources)
     faults = ing.state["faults"]
     (ing.out / REPORT).write_text("".join(f"{p}\t{why}\n" for p, why in sorted(faults.items())))
     print(summary(ing.state["stats"]))

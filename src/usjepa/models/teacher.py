@@ -45,7 +45,10 @@ class Teacher(nn.Module):
 
 def load_teacher(source: str, target_norm: str, grid: tuple[int, int]) -> Teacher:
     """A teacher from a stage-1 run/checkpoint, an export dir, or timm:NAME@FILE, checked against ``grid``."""
-    vit, card = load_encoder(source)
+    try:
+        vit, card = load_encoder(source)
+    except CheckpointError as e:
+        raise CheckpointError(f"teacher.source: {e}") from None
     teacher = Teacher(vit, card, target_norm)
     if teacher.encoder.grid != tuple(grid):
         raise CheckpointError(
