@@ -4,6 +4,7 @@ Unknown keys and wrong types fail before any work, naming the dotted key.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import re
 import types
@@ -254,7 +255,7 @@ def _override_value(key: str, raw: str):
         return raw
     if tp == list[str] and raw.strip().startswith("[") and raw.strip().endswith("]"):
         inner = raw.strip()[1:-1].strip()
-        return [_unquote(v.strip()) for v in inner.split(",")] if inner else []
+        return [_unquote(v.strip()) for v in next(csv.reader([inner], skipinitialspace=True))] if inner else []
     if raw == "":
         return ""
     try:
@@ -286,7 +287,7 @@ def _key_type(dotted: str):
     return tp
 
 
-class UniqueKeyLoader(yaml.SafeLoader):
+class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it
     """PyYAML's safe loader, except that a key given twice in one mapping is an error (not "the last wins")."""
 
     def construct_mapping(self, node, deep=False):
@@ -369,6 +370,7 @@ def validate(cfg: Config) -> None:
     """Checks across keys; each key's own range is checked when the config is built (see ``ranged``)."""
     patch = cfg.model.patch_size or arch_patch_size(cfg.model.arch)
     checks = [
+        (cfg.out.strip() != "", "out", "must name the run directory, got ''"),
         (cfg.optim.warmup_epochs <= cfg.optim.epochs, "optim.warmup_epochs", "must lie in [0, epochs]"),
         (cfg.data.in_chans in (1, 3), "data.in_chans", f"must be 1 or 3, got {cfg.data.in_chans}"),
         (cfg.model.pred_dim % cfg.model.pred_heads == 0, "model.pred_dim",

@@ -29,6 +29,7 @@ class Scale:
     overrides: tuple = ()
     bench_seeds: int = 5
     effnet: str = "effnet-lite0"  # the ImageNet reference; ":SIZE" runs it at SIZE px
+    allow_incomplete_tasks: bool = False  # score tasks whose splits lack a class (test-sized scales), marked
 
 
 _TINY_CONFIGS = {m: "tiny" for m in ("vpixel", "salt", "ijepa", "mae")}
@@ -108,7 +109,7 @@ def run_demo(out: str | Path = "runs/demo", scale: str = "tiny", seed: int = 0) 
     encoders = [f"usjepa:{exports[m]}" for m in ("vpixel", "salt", "ijepa", "mae")]
     encoders += [f"random:{exports['salt']}", s.effnet]
     run_bench(encoders, [str(folders[t]) for t in TASKS], out / "bench", protocols=["linear", "fewshot", "robust"],
-              seeds=s.bench_seeds)
+              seeds=s.bench_seeds, allow_incomplete_tasks=s.allow_incomplete_tasks)
     lap("bench")
 
     print("[demo] 6/6 report")

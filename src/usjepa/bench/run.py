@@ -209,6 +209,8 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: zoo.Encoder, task: Task, pooling:
         keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
         perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
         method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
+        if len(keep) < 3:  # t-SNE needs perplexity < points: one or two test images are drawn at the origin
+            return {"xy": torch.zeros(len(keep), 2), "y": torch.from_numpy(y[keep])}
         xy = TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS,
                   random_state=0).fit_transform(x[keep])
         return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
