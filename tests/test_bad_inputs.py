@@ -678,6 +678,19 @@ ROBUST_CASES = [
          f"{R23}{TB} (a state-dict size mismatch); now refused, no file changes; {EXIT2}",
          "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: cannot resume this run with another method or "
          "model (data.img_size: 32 -> 64)", lambda ctx: resumed_with(ctx, "data.img_size=64")),
+    Case("resume-weights-only-checkpoint", TRAIN, "a `last.pt` holding weights but no optimizer state (as a converted "
+         "or hand-made checkpoint)", f"{R23}{TB} (KeyError 'optimizer'); now refused, no file changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: holds weights but not the training state "
+         "['optimizer', 'bad_steps', 'best_val', 'rng'] a resume needs", lambda ctx: resumed_with(ctx)),
+    Case("torn-ingest-state", CLI, "`usjepa ingest` resumed over a truncated `ingest_state.json`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa ingest: error: {tmp}/shards/ingest_state.json: unreadable ingest state (JSONDecodeError: ",
+         lambda ctx: folder(ctx.tmp / "shards") and (ctx.tmp / "shards" / "ingest_state.json").write_text('{"args": {"sou')
+         and ingest(ctx, "--size", "32")),
+    Case("verify-empty-results", BENCH, "`usjepa bench --verify` of a results.json recording no encoders or tasks",
+         f"{R23}{SILENT} (\"all inputs unchanged\", exit 0); {EXIT2}",
+         "exit 2: usjepa bench: error: {tmp}/r.json: records no encoders or no tasks; nothing to verify",
+         lambda ctx: (ctx.tmp / "r.json").write_text('{"config": {}, "encoders": {}, "tasks": {}}') and cli(
+             "bench", "--verify", str(ctx.tmp / "r.json"))),
     Case("teacher-is-csv", CKPT, "`teacher.source=` a CSV file", f"{R23}{TB} (IndexError in torch.load); {EXIT2}",
          "CheckpointError: teacher.source: {tmp}/t.csv: this is a text file (CSV, JSON or similar), not a usjepa checkpoint",
          lambda ctx: (ctx.tmp / "t.csv").write_text("a,b\n1,2\n") and raised(
@@ -750,10 +763,14 @@ ROBUST_CASES = [
     Case("multipage-tiff-cine", DATA, "a 5-page TIFF (a cine)", f"{R23}cut to its first frame without notice; now a clip "
          "of frames like a DICOM or video cine (sampled by fps / max_frames)",
          "accepted: 5 frames of one clip from a 5-page TIFF", multipage_tiff),
-    Case("lone-dicom-without-pixels", DATA, "`data.sources=[nopix.dcm]`, a DICOM without pixel data",
-         f"{R23}said \"holds no readable items\" without the cause; {EXIT2}",
-         "DataError: source(s) ['nopix'] hold no readable items ({tmp}/nopix.dcm: DICOM without image pixels (no Rows attribute))",
-         lambda ctx: raised(open_sources, [str(dicom_without_pixels(ctx))])),
+    Case("lone-dicom-without-pixels", DATA, "`usjepa pretrain ... data.sources=[nopix.dcm]`, a DICOM without pixel data",
+         f"{R23}said the source holds no items, without the cause; {EXIT2}",
+         "exit 2: usjepa pretrain: error: source(s) ['nopix'] hold no readable items ({tmp}/nopix.dcm: DICOM without "
+         "image pixels (no Rows attribute))", lambda ctx: pretrain(ctx, f"data.sources=[{dicom_without_pixels(ctx)}]")),
+    Case("unknown-source-option-cli", DATA, "`usjepa pretrain ... \"data.sources=[DIR?organn=liver]\"`",
+         f"{R23}a PyYAML traceback (the row above calls open_source, never the command line); {EXIT2}",
+         "exit 2: usjepa pretrain: error: source '{tmp}/frames?organn=liver': unknown option(s) ['organn'] (valid: ",
+         lambda ctx: pretrain(ctx, f"data.sources=[{ctx.frames}?organn=liver]")),
     Case("task-lacks-class", BENCH, "a task whose test split holds only class 0 of 2",
          f"{R23}{SILENT} (scored 100.0 ± 0.0); now DataError naming the task and the counts; {EXIT2}",
          "exit 2: usjepa bench: error: task 'ub': the test split lacks class(es) [1] (images per class: {'train': [1, 1], "

@@ -97,4 +97,8 @@ def test_restart_with_another_method_or_model_changes_no_file(tmp_path, image_fo
         with pytest.raises(CheckpointError, match=f"cannot resume this run with another method or model \\({named}\\)"):
             Trainer(load_config("tiny", argv[3:] + [change]))
         assert {p: file_sha256(p) for p in sorted(run.rglob("*")) if p.is_file()} == before, change
+    with open(run / "metrics.csv", "a") as f:
+        f.write("torn\x00row,,\n3")  # a line cut by a crash
     assert Trainer(load_config("tiny", argv[3:] + ["model.grad_checkpointing=true"])).step > 0  # a memory knob only
+    with open(run / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["1", "2", "2"]  # torn rows dropped on resume

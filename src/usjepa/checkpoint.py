@@ -11,6 +11,7 @@ from usjepa.errors import CheckpointError
 from usjepa.weights import load_weights
 
 FORMAT = "usjepa-checkpoint/1"
+TRAINING_STATE = ("optimizer", "step", "epoch", "bad_steps", "best_val", "rng")  # what a resume reads besides weights
 
 
 def save_atomic(obj: dict, path: str | Path) -> None:
@@ -63,6 +64,10 @@ def check_resume(path: str | Path, config: dict) -> dict | None:
     if changed:
         raise CheckpointError(f"{path}: cannot resume this run with another method or model ({'; '.join(changed)}); "
                               f"nothing was changed: use a new out= directory, or the run's own config.yaml")
+    lacking = [k for k in TRAINING_STATE if k not in ckpt]
+    if lacking:
+        raise CheckpointError(f"{path}: holds weights but not the training state {lacking} a resume needs; use it as a "
+                              "teacher or export it, and train in a new out= directory")
     return ckpt
 
 

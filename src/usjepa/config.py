@@ -4,7 +4,6 @@ Unknown keys and wrong types fail before any work, naming the dotted key.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import re
 import types
@@ -56,7 +55,9 @@ def _check_range(f: dataclasses.Field, value, key: str) -> None:
 @dataclass
 class DataConfig:
     # Source specs: an UltraBench folder, an image folder, a manifest (.csv/.json),
-    # a DICOM file or folder, a video, or WebDataset shards ("dir/*.tar" or "{000..009}.tar").
+    # a DICOM file or folder, a video, or WebDataset shards ("dir/*.tar" or "{000..009}.tar"), each with optional
+    # "?organ=liver&fps=3" options. Command line: "data.sources=[DIR?organ=liver, DIR2]" (quoted for the shell);
+    # in a YAML file, list the specs in block style ("- DIR?organ=liver") or quote them.
     sources: list[str] = field(default_factory=list)
     img_size: int = ranged(224, "[8, 4096]")
     in_chans: int = ranged(1, "[1, 3]")
@@ -255,7 +256,7 @@ def _override_value(key: str, raw: str):
         return raw
     if tp == list[str] and raw.strip().startswith("[") and raw.strip().endswith("]"):
         inner = raw.strip()[1:-1].strip()
-        return [_unquote(v.strip()) for v in next(csv.reader([inner], skipinitialspace=True))] if inner else []
+        return [_unquote(v.strip()) for v in _split_items(inner)] if inner else []
     if raw == "":
         return ""
     try:
@@ -269,6 +270,23 @@ def _yaml_problem(e: yaml.YAMLError) -> str:
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None) or str(e).splitlines()[0]
     return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
+def _split_items(text: str) -> list[str]:
+    """Split at commas outside quotes and braces (a shard spec ``dir/{a,b}.tar`` stays one item)."""
+    items, cur, quote, depth = [], "", "", 0
+    for ch in text:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "{}":
+            depth += 1 if ch == "{" else -1
+        elif ch == "," and depth <= 0:
+            items, cur = [*items, cur], ""
+            continue
+        cur += ch
+    return [*items, cur]
 
 
 def _unquote(v: str) -> str:

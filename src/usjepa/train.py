@@ -72,6 +72,14 @@ def trainable_state(method: Method) -> dict:
     return {k: v for k, v in method.state_dict().items() if not k.startswith(FROZEN)}
 
 
+def logged_step(row: dict) -> float:
+    """The step of a metrics.csv row; infinity for a row that is not a readable log row (a torn or corrupt line)."""
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -144,7 +152,7 @@ class Trainer:
         path = self.out / "metrics.csv"
         if self.d.main and path.is_file():
             with open(path) as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+                rows = [r for r in csv.DictReader(f) if logged_step(r) <= self.step]  # unreadable rows are dropped
             with open(path, "w", newline="") as f:
                 w = csv.DictWriter(f, METRICS)
                 w.writeheader()

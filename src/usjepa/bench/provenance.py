@@ -46,8 +46,10 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
     try:
         results = json.loads(path.read_text())
         encoders, tasks, cfg = results["encoders"], results["tasks"], results["config"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise DataError(f"{path}: not a usjepa bench results.json ({e})") from None
+    if not (isinstance(encoders, dict) and isinstance(tasks, dict) and encoders and tasks):
+        raise DataError(f"{path}: records no encoders or no tasks; nothing to verify")
     lines = []
     for spec, rec in encoders.items():
         try:

@@ -64,8 +64,13 @@ class Ingest:
         p = self.out / STATE
         if not p.is_file():
             return
-        state = json.loads(p.read_text())
-        if state["args"] != self.args:
+        try:
+            state = json.loads(p.read_text())
+            same = state["args"] == self.args
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{p}: unreadable ingest state ({type(e).__name__}: {e}); delete {self.out} to start over, "
+                            "or use a new --out folder") from None
+        if not same:
             raise DataError(f"{p}: {self.out} holds an ingest with other arguments ({state['args']}); "
                             f"use a new --out folder or delete it")
         self.state = state
