@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pydicom
 import pytest
 import torch
 from PIL import Image
 from pydicom.data import get_testdata_file
+from safetensors.torch import load_file, save_file
 
 from usjepa.bench.tasks import load_task
 from usjepa.checkpoint import load_checkpoint
 from usjepa.cli import main
-from usjepa.config import load_config
+from usjepa.config import config_from_dict, load_config, save_config
 from usjepa.data.corpus import FAULTS, build_pretrain_loader, open_sources
 from usjepa.data.corruptions import corrupt
 from usjepa.data.decode import read_image
@@ -41,6 +43,7 @@ from usjepa.errors import UsjepaError
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method
 from usjepa.train import Trainer
+from usjepa.weights import file_sha256
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "bad_inputs.md"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -96,7 +99,7 @@ def cli(*argv: str) -> str:
         except SystemExit as e:  # argparse
             rc = e.code
     assert "Traceback" not in err.getvalue(), err.getvalue()
-    return f"exit {rc}: {err.getvalue().strip().splitlines()[-1]}"
+    return f"exit {rc}: {(err.getvalue().strip().splitlines() or [''])[-1]}"
 
 
 def pretrain(ctx: Ctx, *overrides: str) -> str:
@@ -492,6 +495,388 @@ CASES = [
          lambda ctx: corruption("blur", 5)),
     # ---- end of issue 15's rows ----
 ]
+
+
+# ---- issue 23: bad inputs found by a red-team (simulate, ingest, pretrain, bench, export) -----------------------
+# Each row below was a traceback or a silent wrong result before issue 23.
+
+def yaml_file(ctx: Ctx, name: str, text: str) -> Path:
+    (ctx.tmp / name).write_text(text)
+    return ctx.tmp / name
+
+
+def file_in_the_way(ctx: Ctx) -> Path:
+    (ctx.tmp / "file").write_text("a file where a folder should be")
+    return ctx.tmp / "file"
+
+
+def folder_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): file_sha256(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def resumed_with(ctx: Ctx, *overrides: str) -> str:
+    """Restart the stage-1 V-Pixel run (its last.pt) with other settings: refused, and no file of the run changes."""
+    run = ctx.fixture("stage1_run")
+    shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt")
+    save_config(config_from_dict(load_checkpoint(run / "checkpoints" / "last.pt")["config"]), run / "config.yaml")
+    before = folder_hashes(run)
+    msg = cli("pretrain", "--config", "tiny", *ctx.tiny, "method=vpixel", f"out={run}", f"data.sources=[{ctx.frames}]",
+              "data.num_workers=0", "optim.batch_size=8", *overrides)
+    assert folder_hashes(run) == before
+    return msg
+
+
+GOOD_SPLITS = {"train": [("a.png", 0), ("b.png", 1)], "validation": [("c.png", 0), ("d.png", 1)],
+               "test": [("t.png", 0), ("u.png", 1)]}
+
+
+def bench(ctx: Ctx, *argv: str, encoder: str = "pixels:2", task: Path | None = None) -> str:
+    task = task or ultrabench(ctx, **GOOD_SPLITS)
+    return cli("bench", "--encoders", encoder, "--tasks", str(task), "--seeds", "1", "--fractions", "1.0",
+               "--out", str(ctx.tmp / "bench"), *argv)
+
+
+def incomplete_task_marked(ctx: Ctx) -> str:
+    """A test split without class 1, benchmarked with --allow-incomplete-tasks: scored, and every row, the
+    leaderboard and the report say so."""
+    task = ultrabench(ctx, **TWO_CLASSES, test=[("t.png", 0), ("u.png", 0)])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench(ctx, "--allow-incomplete-tasks", task=task).startswith("exit 0")
+    results = json.loads((ctx.tmp / "bench" / "results.json").read_text())
+    assert results["rows"] and all("lacks class(es) [1]" in r["task_warning"] for r in results["rows"])
+    board = (ctx.tmp / "bench" / "leaderboard.md").read_text()
+    assert "| ub‡ |" in board and "‡ task 'ub': the test split lacks class(es) [1]" in board
+    assert "the test split lacks class(es) [1]" in (ctx.tmp / "bench" / "report.html").read_text()
+    return "accepted: " + out.getvalue().strip().splitlines()[0]
+
+
+def small_simulation_refused(ctx: Ctx) -> str:
+    """`usjepa simulate --n-per-task 20` writes tasks whose splits lack classes; bench refuses them."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["simulate", "--out", str(ctx.tmp / "sim"), "--img-size", "16", "--n-per-task", "20", "--corpus", "0",
+                     "--workers", "1", "--tasks", "lesion"]) == 0
+    return bench(ctx, task=ctx.tmp / "sim" / "synthus_lesion")
+
+
+def healed_cache(ctx: Ctx) -> str:
+    """Every cache entry cut in half after a first run: the second run recomputes each (said once per entry) and
+    gives the same results."""
+    task, caplog = ultrabench(ctx, **GOOD_SPLITS), ctx.fixture("caplog")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert bench(ctx, task=task).startswith("exit 0")
+        first = json.loads((ctx.tmp / "bench" / "results.json").read_text())["rows"]
+        entries = [p for p in (ctx.tmp / "bench" / "cache").rglob("*") if p.is_file()]
+        assert {p.suffix for p in entries} == {".json", ".safetensors"}
+        for p in entries:
+            truncate(p)
+        assert bench(ctx, task=task).startswith("exit 0")
+    again = json.loads((ctx.tmp / "bench" / "results.json").read_text())["rows"]
+    assert [r["macro_f1"] for r in again] == [r["macro_f1"] for r in first]
+    said = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(said) == len(entries) == len({m.split()[2] for m in said})
+    return f"accepted: {len(entries)} unreadable cache entries recomputed, each said once; the same results"
+
+
+def nan_export(ctx: Ctx) -> Path:
+    from usjepa.export import export_run
+
+    run = ctx.fixture("stage1_run")
+    out = export_run(run)
+    sd = load_file(str(out / "model.safetensors"))
+    save_file({k: torch.full_like(v, float("nan")) for k, v in sd.items()}, str(out / "model.safetensors"))
+    return out
+
+
+def nan_checkpoint(ctx: Ctx) -> Path:
+    run = ctx.fixture("stage1_run")
+    path = run / "checkpoints" / "best.pt"
+    ckpt = load_checkpoint(path)
+    ckpt["model"] = {k: v.float().fill_(float("nan")) for k, v in ckpt["model"].items()}
+    torch.save(ckpt, path)
+    return run
+
+
+def multipage_tiff(ctx: Ctx) -> str:
+    folder(ctx.tmp / "cine")
+    pages = [Image.fromarray(np.full((16, 16), 40 * i, np.uint8)) for i in range(5)]
+    pages[0].save(ctx.tmp / "cine" / "cine.tif", save_all=True, append_images=pages[1:])
+    src = open_source(str(ctx.tmp / "cine"))
+    means = [int(src.load(i).image.mean()) for i in range(len(src))]
+    assert means == [0, 40, 80, 120, 160] and len({src.group(i) for i in range(len(src))}) == 1
+    return f"accepted: {len(src)} frames of one clip from a {len(pages)}-page TIFF"
+
+
+def source_options_on_cli(ctx: Ctx) -> str:
+    spec = f"{ctx.frames}?organ=liver&fps=3&name=abdomen"
+    cfg = tiny_cfg(ctx, f"data.sources=[{spec}, {ctx.frames}]")
+    (src, _) = open_sources(cfg.data.sources)
+    assert cfg.data.sources == [spec, str(ctx.frames)]
+    return f"accepted: source '{src.name}', organ {src.opts.organ}, fps {src.opts.fps}"
+
+
+def source_options_in_yaml(ctx: Ctx) -> str:
+    path = yaml_file(ctx, "run.yaml", f"base: tiny\ndata:\n  sources:\n    - {ctx.frames}?organ=liver\n")
+    (src,) = open_sources(load_config(path, ["method=vpixel"]).data.sources)
+    return f"accepted: organ {src.opts.organ}"
+
+
+def dicom_without_pixels(ctx: Ctx) -> Path:
+    ds = pydicom.dcmread(get_testdata_file("US1_UNCR.dcm"))
+    for k in ("PixelData", "Rows", "Columns"):
+        delattr(ds, k)
+    ds.save_as(ctx.tmp / "nopix.dcm")
+    return ctx.tmp / "nopix.dcm"
+
+
+def one_group_task(ctx: Ctx) -> Path:
+    root = folder(ctx.tmp / "og")
+    entries = []
+    for i in range(6):
+        png(root / f"{i}.png", noise(16, 16) // (i + 1))
+        entries.append({"image": f"{i}.png", "label": i % 2, "patient": "p0"})
+    (root / "train_val.json").write_text(json.dumps(entries))
+    (root / "test.json").write_text(json.dumps([{"image": "0.png", "label": 0}]))
+    return root
+
+
+def sim(ctx: Ctx, *argv: str) -> str:
+    return cli("simulate", "--out", str(ctx.tmp / "sim"), "--img-size", "16", "--corpus", "0", "--workers", "1", *argv)
+
+
+def ingest(ctx: Ctx, *argv: str, src: str | None = None) -> str:
+    return cli("ingest", src or str(ctx.frames), "--out", str(ctx.tmp / "shards"), *argv)
+
+
+R23 = "issue 23 red-team: "  # the behaviour column says what the input did before
+TB, SILENT = "was a traceback", "was accepted silently"
+RANGE_ROWS = [  # (id, override, message): the key's allowed range, checked when the config is built
+    ("ctx-scale-above-1", "mask.ctx_scale=[1.5,2]", "mask.ctx_scale: must lie in (0, 1] (each value), got [1.5, 2.0]"),
+    ("tgt-scale-above-1", "mask.tgt_scale=[0.5,1.5]", "mask.tgt_scale: must lie in (0, 1] (each value), got [0.5, 1.5]"),
+    ("crop-scale-zero", "augment.crop_scale=[0,0]", "augment.crop_scale: must lie in (0, 1] (each value), got [0.0, 0.0]"),
+    ("crop-scale-reversed", "augment.crop_scale=[1.0,0.5]", "augment.crop_scale: must be [low, high] with low <= high, got [1.0, 0.5]"),
+    ("flip-probability-2", "augment.hflip=2", "augment.hflip: must lie in [0, 1], got 2.0"),
+    ("blur-sigma-negative", "augment.blur_sigma=[-1,1]", "augment.blur_sigma: must lie in (0, 20] (each value), got [-1.0, 1.0]"),
+    ("contrast-negative", "augment.contrast_range=[-1,1]", "augment.contrast_range: must lie in (0, 10] (each value)"),
+    ("betas-above-1", "optim.betas=[1.5,0.9]", "optim.betas: must lie in [0, 1) (each value), got [1.5, 0.9]"),
+    ("ema-above-1", "optim.ema=[2,1]", "optim.ema: must lie in [0, 1] (each value), got [2.0, 1.0]"),
+    ("negative-workers", "data.num_workers=-1", "data.num_workers: must lie in [0, 256], got -1"),
+    ("drop-path-2", "model.drop_path=2", "model.drop_path: must lie in [0, 1), got 2.0"),
+    ("log-every-0", "log_every=0", "log_every: must be >= 1, got 0"),
+    ("negative-ckpt-every", "ckpt_every=-1", "ckpt_every: must be >= 0, got -1"),
+    ("negative-start-lr", "optim.start_lr=-1", "optim.start_lr: must be >= 0, got -1.0"),
+    ("negative-final-weight-decay", "optim.final_weight_decay=-1", "optim.final_weight_decay: must be >= 0, got -1.0"),
+    ("min-keep-0", "mask.min_keep=0", "mask.min_keep: must be >= 1, got 0"),
+    ("negative-steps-per-epoch", "data.steps_per_epoch=-1", "data.steps_per_epoch: must be >= 0, got -1"),
+    ("negative-patch-size", "model.patch_size=-1", "model.patch_size: must lie in [0, 1024], got -1"),
+    ("negative-depth", "model.depth=-2", "model.depth: must lie in [0, 256], got -2"),
+    ("max-tries-0", "mask.max_tries=0", "mask.max_tries: must lie in [1, 100000], got 0"),
+    ("pred-depth-0", "model.pred_depth=0", "model.pred_depth: must lie in [1, 256], got 0"),
+    ("dec-dim-0", "model.dec_dim=0", "model.dec_dim: must lie in [1, 65536], got 0"),
+    ("negative-seed", "seed=-1", "seed: must lie in [0, 4294967295], got -1"),
+    ("infinite-lr", "optim.lr=.inf", "optim.lr: must be > 0, got inf"),
+    ("nan-clip-grad", "optim.clip_grad=.nan", "optim.clip_grad: must be >= 0, got nan"),
+    ("negative-max-steps", "max_steps=-1", "max_steps: must be >= 0, got -1"),
+    ("zero-epochs", "optim.epochs=0", "optim.epochs: must be >= 1, got 0"),
+    ("empty-out", "out=", "out: must name the run directory, got ''"),
+    ("pred-heads-do-not-divide", "model.pred_heads=5", "model.pred_dim: 48 is not divisible by model.pred_heads=5"),
+    ("min-keep-above-patches", "mask.min_keep=1000", "mask.min_keep: 1000 exceeds the 16 patches of a 32-px image with 8-px patches"),
+    ("img-size-not-multiple-of-patch", "data.img_size=36",
+     "data.img_size: 36 is not a multiple of the patch size 8 (model.patch_size, or the arch's own)"),
+]
+RANGE_TRACEBACKS = {"betas-above-1", "negative-workers", "drop-path-2", "log-every-0", "negative-steps-per-epoch", "max-tries-0",
+                    "dec-dim-0", "negative-seed", "pred-heads-do-not-divide", "img-size-not-multiple-of-patch"}
+ROBUST_CASES = [
+    Case(f"range-{rid}", CFG, f"`{override}`", f"{R23}{TB if rid in RANGE_TRACEBACKS else SILENT}; "
+         f"now ConfigError before any work, naming the key and its range; {EXIT2}",
+         f"exit 2: usjepa pretrain: error: {msg}", lambda ctx, o=override: pretrain(ctx, o))
+    for rid, override, msg in RANGE_ROWS
+] + [
+    Case("duplicated-yaml-key", CFG, "a config file giving `optim.lr` twice", f"{R23}{SILENT} (the last won); {EXIT2}",
+         "ConfigError: {tmp}/dup.yaml: not valid YAML (duplicated key 'lr' (YAML would keep only the last value) at line 4",
+         lambda ctx: raised(load_config, yaml_file(ctx, "dup.yaml", "base: tiny\noptim:\n  lr: 1.0e-3\n  lr: 1.0e-1\n"))),
+    Case("base-cycle", CFG, "`a.yaml` with `base: b.yaml`, `b.yaml` with `base: a.yaml`", f"{R23}{TB} (RecursionError); {EXIT2}",
+         "ConfigError: {tmp}/a.yaml: 'base' cycle ({tmp}/a.yaml -> {tmp}/b.yaml -> {tmp}/a.yaml)",
+         lambda ctx: yaml_file(ctx, "b.yaml", "base: a.yaml\n") and raised(load_config, yaml_file(ctx, "a.yaml", "base: b.yaml\n"))),
+    Case("base-not-a-string", CFG, "`base: 5`", f"{R23}{TB}; {EXIT2}",
+         "ConfigError: {tmp}/b.yaml: 'base' must be the name or path of another config, got 5",
+         lambda ctx: raised(load_config, yaml_file(ctx, "b.yaml", "base: 5\n"))),
+    Case("base-a-list", CFG, "`base: [tiny]`", f"{R23}{TB}; {EXIT2}",
+         "ConfigError: {tmp}/b.yaml: 'base' must be the name or path of another config, got ['tiny']",
+         lambda ctx: raised(load_config, yaml_file(ctx, "b.yaml", "base: [tiny]\n"))),
+    Case("binary-config-file", CFG, "a config file that is not UTF-8 text", f"{R23}{TB} (UnicodeDecodeError); {EXIT2}",
+         "ConfigError: {tmp}/bin.yaml: cannot read config file ('utf-8' codec can't decode byte 0xff",
+         lambda ctx: (ctx.tmp / "bin.yaml").write_bytes(b"\xff\xfe\x00x") and raised(load_config, ctx.tmp / "bin.yaml")),
+    Case("override-bad-yaml", CFG, "`optim.betas=[0.9,` (an unclosed list)", f"{R23}{TB} (PyYAML); {EXIT2}",
+         "ConfigError: override 'optim.betas=[0.9,': not a valid value (",
+         lambda ctx: raised(load_config, "tiny", ["optim.betas=[0.9,"])),
+    Case("source-options-on-cli", CFG, "`\"data.sources=[DIR?organ=liver&fps=3&name=abdomen, DIR]\"` on the command line",
+         f"{R23}{TB} (PyYAML read the `?`); now list-of-string keys split at commas, without YAML",
+         "accepted: source 'abdomen', organ liver, fps 3.0", source_options_on_cli),
+    Case("source-options-in-yaml", CFG, "a config file listing `- DIR?organ=liver` (block style, YAML-safe)",
+         "accepted (in a flow list `[...]` in a file, quote the spec)", "accepted: organ liver", source_options_in_yaml),
+    Case("string-key-kept-verbatim", CFG, "`out=2024` (a run folder named by a number)",
+         f"{R23}was an error (YAML read an integer); string keys now take the text as given", "accepted: out '2024'",
+         lambda ctx: f"accepted: out {load_config('tiny', ['method=vpixel', 'out=2024']).out!r}"),
+    Case("resume-other-method", TRAIN, "a V-Pixel run restarted with `method=mae`",
+         f"{R23}{SILENT} (trained on and exported an 'mae' card); now refused, no file of the run folder changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: cannot resume this run with another method or "
+         "model (method: 'vpixel' -> 'mae'); nothing was changed: use a new out= directory",
+         lambda ctx: resumed_with(ctx, "method=mae")),
+    Case("resume-refused-keeps-config", TRAIN, "a V-Pixel run restarted with `method=ijepa`",
+         f"{R23}refused, but config.yaml was already overwritten; now nothing changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: cannot resume this run with another method or "
+         "model (method: 'vpixel' -> 'ijepa')", lambda ctx: resumed_with(ctx, "method=ijepa")),
+    Case("resume-other-model", TRAIN, "a run restarted with `model.depth=3`", f"refused, no file changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: cannot resume this run with another method or "
+         "model (model.depth: 2 -> 3)", lambda ctx: resumed_with(ctx, "model.depth=3")),
+    Case("resume-other-img-size", TRAIN, "a 32-px run restarted with `data.img_size=64`",
+         f"{R23}{TB} (a state-dict size mismatch); now refused, no file changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: cannot resume this run with another method or "
+         "model (data.img_size: 32 -> 64)", lambda ctx: resumed_with(ctx, "data.img_size=64")),
+    Case("resume-weights-only-checkpoint", TRAIN, "a `last.pt` holding weights but no optimizer state (as a converted "
+         "or hand-made checkpoint)", f"{R23}{TB} (KeyError 'optimizer'); now refused, no file changes; {EXIT2}",
+         "exit 2: usjepa pretrain: error: {tmp}/stage1/checkpoints/last.pt: holds weights but not the training state "
+         "['optimizer', 'bad_steps', 'best_val', 'rng'] a resume needs", lambda ctx: resumed_with(ctx)),
+    Case("torn-ingest-state", CLI, "`usjepa ingest` resumed over a truncated `ingest_state.json`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa ingest: error: {tmp}/shards/ingest_state.json: unreadable ingest state (JSONDecodeError: ",
+         lambda ctx: folder(ctx.tmp / "shards") and (ctx.tmp / "shards" / "ingest_state.json").write_text('{"args": {"sou')
+         and ingest(ctx, "--size", "32")),
+    Case("verify-empty-results", BENCH, "`usjepa bench --verify` of a results.json recording no encoders or tasks",
+         f"{R23}{SILENT} (\"all inputs unchanged\", exit 0); {EXIT2}",
+         "exit 2: usjepa bench: error: {tmp}/r.json: records no encoders or no tasks; nothing to verify",
+         lambda ctx: (ctx.tmp / "r.json").write_text('{"config": {}, "encoders": {}, "tasks": {}}') and cli(
+             "bench", "--verify", str(ctx.tmp / "r.json"))),
+    Case("teacher-is-csv", CKPT, "`teacher.source=` a CSV file", f"{R23}{TB} (IndexError in torch.load); {EXIT2}",
+         "CheckpointError: teacher.source: {tmp}/t.csv: this is a text file (CSV, JSON or similar), not a usjepa checkpoint",
+         lambda ctx: (ctx.tmp / "t.csv").write_text("a,b\n1,2\n") and raised(
+             build_method, tiny_cfg(ctx, "method=salt", f"teacher.source={ctx.tmp / 't.csv'}"))),
+    Case("teacher-is-png", CKPT, "`teacher.source=` a PNG image",
+         f"{R23}named the wrong problem (\"needs full unpickling\"); {EXIT2}",
+         "CheckpointError: teacher.source: {tmp}/t.png: this is a PNG image, not a usjepa checkpoint",
+         lambda ctx: raised(build_method, tiny_cfg(ctx, "method=salt",
+                                                   f"teacher.source={png(ctx.tmp / 't.png', noise(8, 8))}"))),
+    Case("teacher-is-data-folder", CKPT, "`teacher.source=` an image folder",
+         f"{R23}said \"not found\" of a folder that exists; {EXIT2}",
+         "CheckpointError: teacher.source: {tmp}/frames: is a folder without card.json or checkpoints/",
+         lambda ctx: raised(build_method, tiny_cfg(ctx, "method=salt", f"teacher.source={ctx.frames}"))),
+    Case("export-nan-weights", CKPT, "`usjepa export` of a run whose weights are NaN",
+         f"{R23}{SILENT} (exported NaN weights); {EXIT2}",
+         "exit 2: usjepa export: error: {tmp}/stage1/checkpoints/best.pt: 30 weight tensor(s) hold NaN or infinite values",
+         lambda ctx: cli("export", str(nan_checkpoint(ctx)))),
+    Case("bench-nan-weights", CKPT, "`usjepa bench` of an export whose weights are NaN",
+         f"{R23}{TB} (an SVD error from the effective rank); {EXIT2}",
+         "exit 2: usjepa bench: error: {tmp}/stage1/export/model.safetensors: 30 weight tensor(s) hold NaN or infinite values",
+         lambda ctx: bench(ctx, encoder=f"usjepa:{nan_export(ctx)}")),
+    Case("checkpoint-without-config", CKPT, "a usjepa-format checkpoint without its `config`",
+         f"{R23}{TB} (KeyError); {EXIT2}",
+         "CheckpointError: {tmp}/c.pt: usjepa checkpoint without 'config'; it was not written by usjepa pretrain",
+         lambda ctx: torch.save({"format": "usjepa-checkpoint/1", "model": {}}, ctx.tmp / "c.pt") or raised(
+             load_checkpoint, ctx.tmp / "c.pt")),
+    Case("export-out-is-file", CLI, "`usjepa export RUN --out FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa export: error: --out: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: cli("export", str(ctx.fixture("stage1_run")), "--out", str(file_in_the_way(ctx)))),
+    Case("simulate-out-is-file", CLI, "`usjepa simulate --out FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa simulate: error: --out: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: cli("simulate", "--out", str(file_in_the_way(ctx)))),
+    Case("ingest-out-is-file", CLI, "`usjepa ingest SRC --out FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa ingest: error: --out: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: cli("ingest", str(ctx.frames), "--out", str(file_in_the_way(ctx)))),
+    Case("demo-out-is-file", CLI, "`usjepa demo --out FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa demo: error: --out: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: cli("demo", "--out", str(file_in_the_way(ctx)))),
+    Case("bench-out-is-file", CLI, "`usjepa bench ... --out FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --out: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: bench(ctx, "--out", str(file_in_the_way(ctx)))),
+    Case("bench-cache-is-file", CLI, "`usjepa bench ... --cache FILE`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --cache: cannot use {tmp}/file as an output folder (File exists)",
+         lambda ctx: bench(ctx, "--cache", str(file_in_the_way(ctx)))),
+    Case("simulate-zero-images", CLI, "`usjepa simulate --n-per-task 0`", f"{R23}{SILENT} (wrote 0 images, exit 0); {EXIT2}",
+         "exit 2: usjepa simulate: error: --n-per-task must be >= 1, got 0", lambda ctx: sim(ctx, "--n-per-task", "0")),
+    Case("simulate-negative-corpus", CLI, "`usjepa simulate --corpus -1`", f"{R23}{SILENT}; {EXIT2}",
+         "exit 2: usjepa simulate: error: --corpus must be >= 0, got -1", lambda ctx: sim(ctx, "--corpus", "-1")),
+    Case("simulate-negative-workers", CLI, "`usjepa simulate --workers -2`", f"{R23}{SILENT}; {EXIT2}",
+         "exit 2: usjepa simulate: error: --workers must be >= 0, got -2", lambda ctx: sim(ctx, "--workers", "-2")),
+    Case("ingest-negative-size", CLI, "`usjepa ingest SRC --size -5`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa ingest: error: --size must lie in [16, 8192], got -5", lambda ctx: ingest(ctx, "--size", "-5")),
+    Case("ingest-size-0", CLI, "`usjepa ingest SRC --size 0`", f"{R23}{SILENT}; {EXIT2}",
+         "exit 2: usjepa ingest: error: --size must lie in [16, 8192], got 0", lambda ctx: ingest(ctx, "--size", "0")),
+    Case("ingest-shard-size-0", CLI, "`usjepa ingest SRC --shard-size 0`", f"{R23}{SILENT} (one-sample shards); {EXIT2}",
+         "exit 2: usjepa ingest: error: --shard-size must lie in [1, 10000000], got 0",
+         lambda ctx: ingest(ctx, "--shard-size", "0")),
+    Case("ingest-dedup-above-64", CLI, "`usjepa ingest SRC --dedup 65` (a perceptual hash has 64 bits)",
+         f"{R23}{SILENT}; {EXIT2}", "exit 2: usjepa ingest: error: --dedup must lie in [0, 64], got 65",
+         lambda ctx: ingest(ctx, "--dedup", "65")),
+    Case("ingest-empty-folder", CLI, "`usjepa ingest EMPTY_FOLDER`", f"{R23}{SILENT} (0 shards, exit 0); {EXIT2}",
+         "exit 2: usjepa ingest: error: source '{tmp}/empty': holds no images, DICOMs or videos",
+         lambda ctx: ingest(ctx, src=str(folder(ctx.tmp / "empty")))),
+    Case("source-fps-negative", DATA, "`SRC?fps=-3`", f"{R23}{SILENT}; {EXIT2}",
+         "DataError: source '{tmp}/frames?fps=-3': fps must be a number > 0 and max_frames an integer >= 1",
+         lambda ctx: raised(open_source, f"{ctx.frames}?fps=-3")),
+    Case("source-max-frames-0", DATA, "`SRC?max_frames=0`", f"{R23}{SILENT}; {EXIT2}",
+         "DataError: source '{tmp}/frames?max_frames=0': fps must be a number > 0 and max_frames an integer >= 1",
+         lambda ctx: raised(open_source, f"{ctx.frames}?max_frames=0")),
+    Case("multipage-tiff-cine", DATA, "a 5-page TIFF (a cine)", f"{R23}cut to its first frame without notice; now a clip "
+         "of frames like a DICOM or video cine (sampled by fps / max_frames)",
+         "accepted: 5 frames of one clip from a 5-page TIFF", multipage_tiff),
+    Case("lone-dicom-without-pixels", DATA, "`usjepa pretrain ... data.sources=[nopix.dcm]`, a DICOM without pixel data",
+         f"{R23}said the source holds no items, without the cause; {EXIT2}",
+         "exit 2: usjepa pretrain: error: source(s) ['nopix'] hold no readable items ({tmp}/nopix.dcm: DICOM without "
+         "image pixels (no Rows attribute))", lambda ctx: pretrain(ctx, f"data.sources=[{dicom_without_pixels(ctx)}]")),
+    Case("unknown-source-option-cli", DATA, "`usjepa pretrain ... \"data.sources=[DIR?organn=liver]\"`",
+         f"{R23}a PyYAML traceback (the row above calls open_source, never the command line); {EXIT2}",
+         "exit 2: usjepa pretrain: error: source '{tmp}/frames?organn=liver': unknown option(s) ['organn'] (valid: ",
+         lambda ctx: pretrain(ctx, f"data.sources=[{ctx.frames}?organn=liver]")),
+    Case("task-lacks-class", BENCH, "a task whose test split holds only class 0 of 2",
+         f"{R23}{SILENT} (scored 100.0 ± 0.0); now DataError naming the task and the counts; {EXIT2}",
+         "exit 2: usjepa bench: error: task 'ub': the test split lacks class(es) [1] (images per class: {'train': [1, 1], "
+         "'val': [1, 1], 'test': [2, 0]}); its macro-F1 would mislead. Give it more images per class",
+         lambda ctx: bench(ctx, task=ultrabench(ctx, **TWO_CLASSES, test=[("t.png", 0), ("u.png", 0)]))),
+    Case("one-class-task", BENCH, "a task whose every label is 0", f"{R23}{SILENT} (scored 100.0 ± 0.0); {EXIT2}",
+         "DataError: task 'ub': only one class (label 0) in its training split; a classification task needs at least 2",
+         lambda ctx: raised(load_task, str(ultrabench(ctx, [("a.png", 0)], [("c.png", 0)], [("t.png", 0)])))),
+    Case("small-simulation", BENCH, "`usjepa simulate --n-per-task 20`, then `usjepa bench` on its lesion task",
+         f"{R23}{SILENT}; {EXIT2}", "exit 2: usjepa bench: error: task 'synthus_lesion': the ",
+         small_simulation_refused),
+    Case("incomplete-task-allowed", BENCH, "the same task with `--allow-incomplete-tasks`",
+         "scored; every row carries `task_warning`, the leaderboard and report mark the task with ‡",
+         "accepted: warning: task 'ub': the test split lacks class(es) [1]", incomplete_task_marked),
+    Case("empty-test-split", BENCH, "an empty `test.json` (`[]`)", f"{R23}{TB} (torch.cat of nothing); {EXIT2}",
+         "DataError: task 'ub': test.json in {tmp}/ub hold(s) no entries",
+         lambda ctx: raised(load_task, str(ultrabench(ctx, **TWO_CLASSES, test=[])))),
+    Case("too-few-groups", BENCH, "a `train_val.json` whose images all belong to one patient",
+         f"{R23}did not name the task; {EXIT2}",
+         "DataError: task 'og': train_val.json: too few groups (1) to hold out a validation split",
+         lambda ctx: raised(load_task, str(one_group_task(ctx)))),
+    Case("unreadable-cache-entry", BENCH, "every feature and result cache entry cut in half",
+         f"{R23}{TB} (JSONDecodeError); now a miss: recomputed, rewritten, said once per entry, same results",
+         "accepted: 5 unreadable cache entries recomputed, each said once; the same results", healed_cache),
+    Case("lrs-negative", BENCH, "`usjepa bench --lrs -1`", f"{R23}{SILENT} (a probe trained by gradient ascent); {EXIT2}",
+         "exit 2: usjepa bench: error: --lrs: probe learning rates must be finite and > 0, got [-1.0]",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--lrs", "-1")),
+    Case("lrs-zero", BENCH, "`usjepa bench --lrs 0`", f"{R23}{SILENT} (a probe that never trained); {EXIT2}",
+         "exit 2: usjepa bench: error: --lrs: probe learning rates must be finite and > 0, got [0.0]",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--lrs", "0")),
+    Case("lrs-nan", BENCH, "`usjepa bench --lrs nan`", f"{R23}{SILENT}; {EXIT2}",
+         "exit 2: usjepa bench: error: --lrs: probe learning rates must be finite and > 0, got [nan]",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--lrs", "nan")),
+    Case("lrs-not-a-number", BENCH, "`usjepa bench --lrs abc`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --lrs: 'abc' is not a number (expected a comma-separated list, e.g. 0.1,0.5,1.0)",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--lrs", "abc")),
+    Case("fractions-not-a-number", BENCH, "`usjepa bench --fractions 0.5,abc`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --fractions: 'abc' is not a number",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--fractions", "0.5,abc")),
+    Case("fractions-empty", BENCH, "`usjepa bench --fractions \"\"`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --fractions: '' is not a number",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--fractions", "")),
+    Case("bench-negative-workers", BENCH, "`usjepa bench --workers -1`", f"{R23}{SILENT} (with cached features); {EXIT2}",
+         "exit 2: usjepa bench: error: --workers must be >= 0, got -1",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--workers", "-1")),
+    Case("finetune-zero-epochs", BENCH, "`usjepa bench --protocol finetune --finetune-epochs 0`", f"{R23}{TB}; {EXIT2}",
+         "exit 2: usjepa bench: error: --finetune-epochs must be >= 1, got 0",
+         lambda ctx: cli("bench", "--encoders", "pixels:2", "--protocol", "finetune", "--finetune-epochs", "0")),
+]
+CASES += ROBUST_CASES
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

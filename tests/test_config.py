@@ -44,3 +44,45 @@ def test_resolved_config_round_trips(tmp_path):
     cfg = load_config("tiny", ["method=vpixel", "optim.lr=3e-4"])
     save_config(cfg, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == cfg
+
+
+def test_every_number_key_has_a_range_that_its_default_satisfies():
+    """Every int, float and (low, high) key of every section declares its allowed range (``ranged``), and the
+    defaults lie in it: a value outside fails when the config is built, naming the key."""
+    import dataclasses
+    import typing
+
+    from usjepa.config import Config, _check_range
+
+    def walk(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                yield from walk(tp, f"{prefix}{f.name}.")
+            elif tp in (int, float) or typing.get_origin(tp) is tuple:
+                yield f"{prefix}{f.name}", f, tp
+
+    keys = list(walk(Config))
+    assert len(keys) >= 45
+    for key, f, _ in keys:
+        assert "range" in f.metadata, f"{key} has no allowed range"
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        _check_range(f, default, key)
+
+
+@pytest.mark.parametrize("override, value", [
+    ("data.sources=[a?organ=liver&fps=3, b]", ["a?organ=liver&fps=3", "b"]),
+    ("data.sources=[dir/{000..009}.tar, 'x,y', \"q\"]", ["dir/{000..009}.tar", "x,y", "q"]),
+    ("data.sources=[d/{a,b}.tar]", ["d/{a,b}.tar"]),
+    ("data.sources=[]", []),
+])
+def test_list_overrides_keep_source_options_and_shard_braces(override, value):
+    assert parse_overrides([override]) == {"data": {"sources": value}}
+
+
+def test_string_keys_are_verbatim_and_yaml_keys_unique(tmp_path):
+    assert parse_overrides(["out=2024", "teacher.source=null"]) == {"out": "2024", "teacher": {"source": "null"}}
+    (tmp_path / "dup.yaml").write_text("model:\n  depth: 2\nmodel:\n  depth: 3\n")
+    with pytest.raises(ConfigError, match="dup.yaml: not valid YAML \\(duplicated key 'model'.* at line 3"):
+        load_config(tmp_path / "dup.yaml")

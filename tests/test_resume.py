@@ -7,9 +7,15 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from usjepa.checkpoint import load_checkpoint
+from usjepa.cli import main
+from usjepa.config import load_config
+from usjepa.errors import CheckpointError
+from usjepa.train import Trainer
+from usjepa.weights import file_sha256
 
 
 def _cmd(folder, run, tiny, *extra):
@@ -71,3 +77,28 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_exits_0(tmp_path, image_fold
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] >= 2 and not (run / "export").exists()
     assert _logged_step(run) <= ckpt["step"]  # nothing logged beyond the checkpoint
+
+
+CHANGES = [("method=mae", "method: 'ijepa' -> 'mae'"), ("method=vpixel", "method: 'ijepa' -> 'vpixel'"),
+           ("model.depth=3", "model.depth: 2 -> 3"), ("model.pred_dim=96", "model.pred_dim: 48 -> 96"),
+           ("data.img_size=64", "data.img_size: 32 -> 64")]
+
+
+def test_restart_with_another_method_or_model_changes_no_file(tmp_path, image_folder, tiny_overrides):
+    """A finished run restarted with another method or model is refused before any file of its folder changes
+    (config.yaml, metrics.csv, checkpoints, TensorBoard events, export); the same model still resumes."""
+    run = tmp_path / "run"
+    argv = _cmd(image_folder, run, tiny_overrides)[3:]  # the pretrain arguments, run in-process
+    argv[argv.index("optim.epochs=3")] = "max_steps=2"
+    assert main(argv) == 0
+    before = {p: file_sha256(p) for p in sorted(run.rglob("*")) if p.is_file()}
+    assert {"config.yaml", "metrics.csv", "last.pt", "best.pt", "model.safetensors"} <= {p.name for p in before}
+    for change, named in CHANGES:
+        with pytest.raises(CheckpointError, match=f"cannot resume this run with another method or model \\({named}\\)"):
+            Trainer(load_config("tiny", argv[3:] + [change]))
+        assert {p: file_sha256(p) for p in sorted(run.rglob("*")) if p.is_file()} == before, change
+    with open(run / "metrics.csv", "a") as f:
+        f.write("torn\x00row,,\n3")  # a line cut by a crash
+    assert Trainer(load_config("tiny", argv[3:] + ["model.grad_checkpointing=true"])).step > 0  # a memory knob only
+    with open(run / "metrics.csv") as f:
+        assert [r["step"] for r in csv.DictReader(f)] == ["1", "2", "2"]  # torn rows dropped on resume

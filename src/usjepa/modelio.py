@@ -16,7 +16,8 @@ from usjepa.config import config_from_dict
 from usjepa.errors import CheckpointError
 from usjepa.methods import method_class
 from usjepa.models.encoder import create_vit, vit_kwargs
-from usjepa.weights import file_sha256, load_weights
+from usjepa.paths import out_dir
+from usjepa.weights import check_finite, file_sha256, load_weights
 
 CARD, WEIGHTS = "card.json", "model.safetensors"
 CARD_FORMAT = "usjepa-export/1"
@@ -30,7 +31,7 @@ def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
     """The backbone of a usjepa training checkpoint, and its card."""
     cfg = config_from_dict(ckpt["config"])
     vit = create_vit(cfg.model.arch, **vit_kwargs(cfg))
-    sd = {k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}
+    sd = check_finite({k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}, path)
     missing, _ = vit.load_state_dict(sd, strict=False)
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks backbone weights {missing[:3]}...")
@@ -58,8 +59,7 @@ def export_run(run_dir: str | Path, out: str | Path | None = None, which: str = 
     """Write ``out`` (default RUN/export) with model.safetensors and card.json."""
     path = find_checkpoint(run_dir, which)
     vit, card = vit_from_checkpoint(load_checkpoint(path), path)
-    out = Path(out or Path(run_dir) / "export")
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_dir(out or Path(run_dir) / "export")
     save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(out / WEIGHTS))
     card["weights_sha256"] = file_sha256(out / WEIGHTS)
     card["checkpoint"] = which
@@ -74,7 +74,7 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
     if p.is_dir() and (p / CARD).is_file():
         card = json.loads((p / CARD).read_text())
         model = timm.create_model(card["arch"], pretrained=False, **card["timm_kwargs"])
-        model.load_state_dict(load_weights(p / WEIGHTS, "exported weights"), strict=True)
+        model.load_state_dict(check_finite(load_weights(p / WEIGHTS, "exported weights"), p / WEIGHTS), strict=True)
         card["weights_sha256"] = file_sha256(p / WEIGHTS)
         return model, card
     if p.is_dir() and (p / "checkpoints").is_dir():
@@ -83,5 +83,6 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
         vit, card = vit_from_checkpoint(load_checkpoint(p), p)
         card["weights_sha256"] = file_sha256(p)
         return vit, card
-    raise CheckpointError(f"{p}: not found; expected a usjepa export dir (card.json + model.safetensors), "
+    found = "is a folder without card.json or checkpoints/" if p.is_dir() else "not found"
+    raise CheckpointError(f"{p}: {found}; expected a usjepa export dir (card.json + model.safetensors), "
                           "a run dir, or a checkpoint file")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from usjepa.checkpoint import FORMAT, load_checkpoint, save_atomic
+from usjepa.checkpoint import FORMAT, check_resume, save_atomic
 from usjepa.config import Config, ConfigError, load_config, save_config, to_dict
 from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
@@ -62,6 +62,14 @@ def trainable_state(method: Method) -> dict:
     return {k: v for k, v in method.state_dict().items() if not k.startswith(FROZEN)}
 
 
+def logged_step(row: dict) -> float:
+    """The step of a metrics.csv row; infinity for a row that is not a readable log row (a torn or corrupt line)."""
+    try:
+        return int(row["step"])
+    except (KeyError, TypeError, ValueError):
+        return float("inf")
+
+
 class Trainer:
     def __init__(self, cfg: Config):
         self.cfg = cfg
@@ -72,6 +80,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True)
+        self.resume_from = check_resume(Path(cfg.out) / "checkpoints" / "last.pt", to_dict(cfg))  # before any write
         self.out = prepare_run_dir(cfg, self.d.main)
         self.method = build_method(cfg).to(self.d.device)
         o, world = cfg.optim, self.d.world
@@ -114,11 +123,10 @@ class Trainer:
         save_atomic(state, self._ckpt_path(which))
 
     def _resume(self) -> None:
-        path = self._ckpt_path("last")
-        if not path.is_file():
+        path, ckpt = self._ckpt_path("last"), self.resume_from
+        if ckpt is None:
             self._truncate_metrics()  # a run killed before its first checkpoint starts over
             return
-        ckpt = load_checkpoint(path)
         missing, unexpected = self.method.load_state_dict(ckpt["model"], strict=False)
         wrong = [k for k in missing if not k.startswith(FROZEN)] + list(unexpected)
         if wrong:
@@ -139,7 +147,7 @@ class Trainer:
         path = self.out / "metrics.csv"
         if self.d.main and path.is_file():
             with open(path) as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+                rows = [r for r in csv.DictReader(f) if logged_step(r) <= self.step]  # unreadable rows are dropped
             with open(path, "w", newline="") as f:
                 w = csv.DictWriter(f, self.columns, extrasaction="ignore")
                 w.writeheader()

@@ -40,6 +40,10 @@ def load_weights(path: str | Path, expected: str = "a weights file", convert: st
             return load_file(str(p))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{p}: not a valid safetensors file ({e}); it may be truncated") from None
+    what = sniff(p)
+    if what is not None:
+        raise CheckpointError(f"{p}: this is {what}, not {expected} (expected a .safetensors file or a PyTorch "
+                              f"checkpoint written by torch.save)")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -47,8 +51,39 @@ def load_weights(path: str | Path, expected: str = "a weights file", convert: st
             f"{p}: refused: this file needs full unpickling, which can execute code "
             f"({str(e).splitlines()[0]}). Use safetensors, or {convert or CONVERT_HINT}"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as e:
         raise CheckpointError(f"{p}: cannot read {expected}: it is truncated or not a PyTorch file ({e})") from None
+
+
+def check_finite(sd: dict, path: str | Path) -> dict:
+    """``sd`` unchanged; a CheckpointError naming the file and the first tensors when any weight is NaN or infinite."""
+    bad = [k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[:3]}); "
+                              "the run diverged before this checkpoint: use an earlier one, or retrain with a lower optim.lr")
+    return sd
+
+
+SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"II*\x00": "a TIFF image",
+              b"MM\x00*": "a TIFF image", b"BM": "a BMP image", b"%PDF": "a PDF"}
+
+
+def sniff(p: Path) -> str | None:
+    """What ``p`` looks like when it is plainly not a weights file (an image, text such as CSV or JSON), else None."""
+    with open(p, "rb") as f:
+        head = f.read(512)
+    for magic, what in SIGNATURES.items():
+        if head.startswith(magic):
+            return what
+    if head[:1] in (b"\x80", b"P"):  # a pickle protocol byte, or a zip archive (PK): torch.save's formats
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not a character cut at the end of the 512 bytes
+            return None
+        text = head[: e.start].decode("utf-8")
+    return "a text file (CSV, JSON or similar)" if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
 
 
 def state_dict_from(obj: dict, path: str | Path) -> dict:

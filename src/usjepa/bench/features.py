@@ -20,6 +20,7 @@ from usjepa.bench.threads import torch_threads
 from usjepa.encoders import FrozenEncoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, Sample, read_record
+from usjepa.errors import CheckpointError
 
 FEATURES_VERSION = 3  # bump when the extraction code changes what it computes (2: hf: lastK through the final norm;
 # 3: lastN is DINOv2's create_linear_input, the per-block variant is cls+mean-lastN)
@@ -97,4 +98,8 @@ def task_features(cache: Cache, enc: FrozenEncoder, task: Task, split: str, pool
     desc = f"{enc.spec} {task.name}/{split}" + (f" {corruption[0]}@{corruption[1]}" if corruption else "")
     key = feature_key(enc, task, split, pooling, corruption)
     compute = lambda: {"x": extract(enc, task.splits[split], pooling, corruption, batch_size, workers, desc)}  # noqa: E731
-    return cache.tensors(key, compute)["x"]
+    x = cache.tensors(key, compute)["x"]
+    if not x.isfinite().all():
+        raise CheckpointError(f"encoder '{enc.spec}': {int((~x.isfinite()).sum())} NaN or infinite feature values on task "
+                              f"'{task.name}' ({split} split); its weights may hold NaN or Inf (a diverged run?)")
+    return x

@@ -16,6 +16,8 @@ The heads of one pooling train in one batched ``probe.fit`` (features of one wid
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 import torch
@@ -44,8 +46,8 @@ class ProbeGrid:
     probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(early_stopping=False))
 
     def __post_init__(self) -> None:
-        if not self.lrs or any(lr <= 0 for lr in self.lrs):
-            raise ConfigError(f"grid.lrs: need at least one positive learning rate, got {list(self.lrs)}")
+        if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
+            raise ConfigError(f"grid.lrs (--lrs): probe learning rates must be finite and > 0, got {list(self.lrs)}")
         if any(c <= 0 for c in self.cs):
             raise ConfigError(f"grid.cs: inverse L2 strengths must be > 0 (or none: no penalty), got {list(self.cs)}")
 

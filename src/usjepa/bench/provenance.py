@@ -46,8 +46,10 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
     try:
         results = json.loads(path.read_text())
         encoders, tasks, cfg = results["encoders"], results["tasks"], results["config"]
-    except (OSError, json.JSONDecodeError, KeyError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise DataError(f"{path}: not a usjepa bench results.json ({e})") from None
+    if not (isinstance(encoders, dict) and isinstance(tasks, dict) and encoders and tasks):
+        raise DataError(f"{path}: records no encoders or no tasks; nothing to verify")
     lines = []
     for name, rec in encoders.items():
         spec = rec.get("spec", name)  # results keyed by display name record the spec
@@ -60,7 +62,8 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
         lines.append(f"encoder {spec}: " + ("changed: " + "; ".join(diff) if diff else "unchanged"))
     for name, rec in tasks.items():
         try:
-            h = load_task(rec["source"], cfg["data_root"], cfg["val_seed"], cfg["val_fraction"]).split_hash
+            h = load_task(rec["source"], cfg["data_root"], cfg["val_seed"], cfg["val_fraction"],
+                          cfg.get("allow_incomplete_tasks", False)).split_hash
             diff = [] if h == rec["split_hash"] else [f"split hash {_short(rec['split_hash'])} -> {_short(h)}"]
         except UsjepaError as e:
             diff = [f"cannot load ({e})"]

@@ -99,14 +99,28 @@ def preset_label(results: dict) -> str:
             "validation")
 
 
+INCOMPLETE = "‡"  # marks a task scored although a split lacks a class (bench --allow-incomplete-tasks)
+
+
+def task_columns(results: dict) -> list[str]:
+    """Task names as column headers; a task scored with a warning carries INCOMPLETE."""
+    return [t + (INCOMPLETE if info.get("warning") else "") for t, info in results["tasks"].items()]
+
+
+def warnings_note(results: dict) -> list[str]:
+    return [f"{INCOMPLETE} {info['warning']}: scored anyway, not comparable" for info in results["tasks"].values()
+            if info.get("warning")]
+
+
 def tables(results: dict) -> list[Table]:
     rows, encs, tasks = results["rows"], list(results["encoders"]), list(results["tasks"])
+    columns = [*task_columns(results), "mean"]
     out = [score_table(results, proto) for proto in TITLES if _select(rows, protocol=proto)]
     if any("effective_rank" in r for r in _select(rows, protocol="linear")):
         ranks = {e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
                  for e in encs}  # one value per encoder x task: every seed's row carries the same features' rank
         out.append(Table("Feature effective rank (RankMe of the standardised train features, at most the feature width; "
-                         "collapse shows as a low rank)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
+                         "collapse shows as a low rank)", columns, {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
     if fractions:
         out.append(Table(f"Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds; {preset_label(results)})",
@@ -125,7 +139,7 @@ def tables(results: dict) -> list[Table]:
                            "relative_drop") for t in tasks] for e in encs}
         out.append(Table(f"Robustness, {kind}@{top} by task: relative change of test macro-F1 % vs clean "
                          f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
-                         "is mostly noise)", [*tasks, "mean"], {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
+                         "is mostly noise)", columns, {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
     return out
 
 
@@ -140,7 +154,7 @@ def score_table(results: dict, proto: str) -> Table:
     for e, per_task in cells.items():
         mean = _mean_of(per_task)
         per_task.append(mean if mean is None or e not in mean_ci else (mean[0], tuple(100 * v for v in mean_ci[e])))
-    table = Table("", [*tasks, "mean"], cells)
+    table = Table("", [*task_columns(results), "mean"], cells)
     best = table.best()
     table.tied = {e: [_indistinguishable(results, proto, t, e, b, cells) for t, b in zip(tasks, best)] + [False]
                   for e in encs}
@@ -333,7 +347,8 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
         w.writerows(results["rows"])
     tabs, matrices = tables(results), significance_tables(results)
     preset = f"Probe tables by the {preset_label(results)}.\n\n" if preset_label(results) else ""
-    paths["md"].write_text("# Leaderboard\n\n" + preset + "\n".join(to_markdown(t) for t in tabs)
+    note = "".join(f"{line}\n\n" for line in warnings_note(results))
+    paths["md"].write_text("# Leaderboard\n\n" + preset + note + "\n".join(to_markdown(t) for t in tabs)
                            + ("\n## Paired comparisons\n\n" + "\n".join(to_markdown(t) for t in matrices) if matrices else ""))
     figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
@@ -363,6 +378,7 @@ def _html(results: dict, tabs: list[Table], matrices: list[Table], images: dict[
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>usjepa bench</title><style>{style}</style></head><body>"
             f"<h1>usjepa benchmark</h1><p>usjepa {prov['usjepa_version']} · commit {prov['git_commit'] or 'unknown'} · "
             f"{prov['created']} · seeds {results['config']['seeds']}</p><p>{html.escape(preset_label(results))}</p>"
+            + "".join(f"<p>{html.escape(line)}</p>" for line in warnings_note(results))
             + "".join(to_html(t) for t in tabs)
             + ("<h2>Paired comparisons</h2>" + "".join(to_html(t) for t in matrices) if matrices else "")
             + "<h2>Plots</h2>" + imgs

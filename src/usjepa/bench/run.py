@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -29,13 +30,14 @@ from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
 from usjepa.bench.significance import annotate, split_predictions
-from usjepa.bench.tasks import Task, load_task, task_names
+from usjepa.bench.tasks import ALLOW_FLAG, Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
 from usjepa.config import _build as build_config
 from usjepa.config import load_tree, to_dict
 from usjepa.distributed import pick_device
 from usjepa.encoders import FrozenEncoder, registry
 from usjepa.errors import ConfigError
+from usjepa.paths import out_dir
 
 PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
@@ -86,6 +88,7 @@ class BenchConfig:
     finetune_seeds: int = 1
     tsne_points: int = 500
     resamples: int = 2000  # bootstrap / permutation resamples of the test set
+    allow_incomplete_tasks: bool = False  # score tasks whose splits lack a class (their rows are marked)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
@@ -107,6 +110,10 @@ class BenchConfig:
             raise ConfigError("--threads must be >= 0 (0: one per core)")
         if self.seeds < 1 or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("--seeds must be >= 1 and --fractions in (0, 1]")
+        for flag, value, low in (("--workers", self.workers, 0), ("knn_k", self.knn_k, 1), ("batch_size", self.batch_size, 1),
+                                 ("--finetune-epochs", self.finetune.epochs, 1), ("--finetune-seeds", self.finetune_seeds, 1)):
+            if value < low:
+                raise ConfigError(f"{flag} must be >= {low}, got {value}")
         conditions(tuple(self.corruptions), tuple(self.severities))
         self.probe_grid()  # a bad grid fails before any work
 
@@ -152,8 +159,16 @@ def run_config(cfg: BenchConfig) -> dict:
 
 def _run(cfg: BenchConfig) -> dict:
     start, out = time.perf_counter(), Path(cfg.out)
-    cache = Cache(None if cfg.cache is None else Path(cfg.cache or out / "cache"))
-    loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction) for t in cfg.tasks]  # data faults first
+    loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction, cfg.allow_incomplete_tasks)
+              for t in cfg.tasks]  # data faults first
+    for t in loaded:
+        if t.warning:
+            print(f"warning: {t.warning}; scored anyway ({ALLOW_FLAG}), marked in the report")
+    cache_root = None if cfg.cache is None else Path(cfg.cache or out / "cache")
+    for flag, folder in (("--out", out), ("--cache", cache_root)):
+        if folder is not None:
+            out_dir(folder, flag)
+    cache = Cache(cache_root)
     device = pick_device(cfg.device)
     rows, embeddings, enc_info, grid = [], {}, {}, cfg.probe_grid()
     for entry in cfg.encoders:
@@ -165,6 +180,7 @@ def _run(cfg: BenchConfig) -> dict:
         for task in loaded:
             tag = {"encoder": entry.name, "task": task.name, "weights_fingerprint": enc.fingerprint,
                    "split_hash": task.split_hash}
+            tag |= {"task_warning": task.warning} if task.warning else {}
             rows += [tag | r for r in _evaluate(cfg, cache, enc, task, pooling)]
             embeddings[(entry.name, task.name)] = _tsne(cfg, cache, enc, task, pooling)
     rows, preds = split_predictions(rows)
@@ -175,7 +191,7 @@ def _run(cfg: BenchConfig) -> dict:
                                                               "grid": dataclasses.asdict(grid)},
                "encoders": enc_info,
                "tasks": {t.name: {"source": src, "folder": str(t.folder.resolve()), "n_classes": t.n_classes,
-                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version,
+                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version, "warning": t.warning,
                                   "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes)}
                          for t, src in zip(loaded, cfg.tasks)},
                "rows": rows} | stats
@@ -267,6 +283,8 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, poolin
         keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
         perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
         method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
+        if len(keep) < 3:  # t-SNE needs perplexity < points: one or two test images are drawn at the origin
+            return {"xy": torch.zeros(len(keep), 2), "y": torch.from_numpy(y[keep])}
         xy = TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS,
                   random_state=0).fit_transform(x[keep])
         return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
@@ -300,6 +318,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, help=f"default {FinetuneConfig.epochs}")
+    p.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose splits lack a class (an error otherwise); "
+                                                        "their rows are marked in the report")
     p.add_argument("--verify", metavar="RESULTS", help="re-hash the inputs recorded in RESULTS (results.json) and "
                                                        "say whether they changed; runs nothing else")
 
@@ -313,7 +333,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     tree = load_tree(args.config) if args.config else {}
     flags = {"encoders": args.encoders and _split(args.encoders), "protocols": args.protocol and _split(args.protocol),
              "protocol_preset": args.protocol_preset, "data_root": args.data_root, "out": args.out, "seeds": args.seeds,
-             "fractions": args.fractions and [float(f) for f in _split(args.fractions)], "pooling": args.pooling,
+             "fractions": args.fractions and numbers(args.fractions, "--fractions"), "pooling": args.pooling,
              "workers": args.workers, "threads": args.threads, "device": args.device, "cache": args.cache}
     tree |= {k: v for k, v in flags.items() if v is not None}
     if args.tasks or "tasks" not in tree:
@@ -321,9 +341,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     if isinstance(tree["tasks"], str):
         tree["tasks"] = task_names(tree["tasks"])
     if args.lrs:
-        tree["grid"] = dict(tree.get("grid") or {}, lrs=[float(v) for v in _split(args.lrs)])
+        tree["grid"] = dict(tree.get("grid") or {}, lrs=numbers(args.lrs, "--lrs"))
     if args.no_cache:
         tree["cache"] = None
+    if args.allow_incomplete_tasks:
+        tree["allow_incomplete_tasks"] = True
     if args.finetune_epochs is not None:
         tree["finetune"] = dict(tree.get("finetune") or {}, epochs=args.finetune_epochs)
     tree.setdefault("out", "bench_out")
@@ -340,6 +362,23 @@ def bench_config_dict(cfg: BenchConfig) -> dict:
 def save_bench_config(cfg: BenchConfig, path: Path) -> None:
     """The resolved config as YAML: ``usjepa bench --config`` on it runs the same benchmark."""
     path.write_text(yaml.safe_dump(bench_config_dict(cfg), sort_keys=False))
+
+
+def numbers(text: str, flag: str) -> list[float]:
+    """``"1e-3,1e-2"`` -> [0.001, 0.01]; a ConfigError names the flag and the item that is not a number."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        bad = next(v for v in text.split(",") if not _is_number(v))
+        raise ConfigError(f"{flag}: {bad!r} is not a number (expected a comma-separated list, e.g. 0.1,0.5,1.0)") from None
+
+
+def _is_number(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ class Task:
     splits: dict[str, list[Record]]  # "train", "val", "test"
     split_hash: str  # covers every record (paths, labels, groups) and the bytes of every image and mask
     version: str | None
+    warning: str | None = None  # why its scores may mislead (a split lacks a class), when allowed to go on
 
     def labels(self, split: str) -> np.ndarray:
         return np.array([r.label for r in self.splits[split]], dtype=np.int64)
@@ -66,16 +67,45 @@ def task_folder(name: str, data_root: str | Path | None) -> Path:
     return p
 
 
-def load_task(name: str, data_root: str | Path | None = None, val_seed: int = 0, val_fraction: float = 0.1) -> Task:
+ALLOW_FLAG = "--allow-incomplete-tasks"
+
+
+def load_task(name: str, data_root: str | Path | None = None, val_seed: int = 0, val_fraction: float = 0.1,
+              allow_incomplete: bool = False) -> Task:
+    """A task's splits, checked: labels in range, no train/test leak, and every class in every split (a probe
+    cannot learn, be selected on or be scored on a class a split lacks). ``allow_incomplete`` turns a missing
+    class into ``Task.warning`` instead of an error."""
     folder = task_folder(name, data_root)
     raw = load_ultrabench(folder)
     label = name if name in PAPER_TASKS or name in SYNTHUS_TASKS else folder.name
+    empty = [f"{s}.json" for s, recs in raw.items() if not recs]
+    if empty:
+        raise DataError(f"task '{label}': {', '.join(empty)} in {folder} hold(s) no entries")
     n_classes = _check_labels(label, raw)
-    splits = {"train": raw["train"], "val": raw["validation"], "test": raw["test"]} if "validation" in raw \
-        else dict(zip(("train", "val"), val_split(raw["train_val"], val_fraction, val_seed)), test=raw["test"])
+    try:
+        splits = {"train": raw["train"], "val": raw["validation"], "test": raw["test"]} if "validation" in raw \
+            else dict(zip(("train", "val"), val_split(raw["train_val"], val_fraction, val_seed)), test=raw["test"])
+    except DataError as e:
+        raise DataError(f"task '{label}': {e}") from None
     hashes = {s: [file_sha256(r.image) for r in recs] for s, recs in splits.items()}
     _check_leak(label, splits, hashes)
-    return Task(label, folder, n_classes, splits, _split_hash(folder, splits, hashes), dataset_version(folder))
+    warning = _check_classes(label, splits, n_classes)
+    if warning and not allow_incomplete:
+        raise DataError(f"{warning}; its macro-F1 would mislead. Give it more images per class (a SynthUS task: "
+                        f"usjepa simulate --n-per-task 200 or more), or pass {ALLOW_FLAG} to score it anyway, "
+                        "marked in the report")
+    return Task(label, folder, n_classes, splits, _split_hash(folder, splits, hashes), dataset_version(folder), warning)
+
+
+def _check_classes(name: str, splits: dict[str, list[Record]], n_classes: int) -> str | None:
+    """None when every split holds every class; else what is missing, with the images per class of each split."""
+    counts = {s: np.bincount([r.label for r in recs], minlength=n_classes).tolist() for s, recs in splits.items()}
+    if n_classes < 2:
+        raise DataError(f"task '{name}': only one class (label 0) in its training split; a classification task needs "
+                        f"at least 2 (images per class: {counts})")
+    missing = {s: [k for k, n in enumerate(c) if n == 0] for s, c in counts.items()}
+    lacking = [f"the {s} split lacks class(es) {m}" for s, m in missing.items() if m]
+    return f"task '{name}': {'; '.join(lacking)} (images per class: {counts})" if lacking else None
 
 
 def val_split(records: list[Record], fraction: float, seed: int) -> tuple[list[Record], list[Record]]:

@@ -44,9 +44,10 @@ def open_sources(specs: list[str]) -> list[Source]:
         for path, why in src.faults:
             log.warning("skipping %s: %s", path, why)
         out += src.by_source()
-    empty = [s.name for s in out if len(s) == 0]
+    empty = [s for s in out if len(s) == 0]
     if empty:
-        raise DataError(f"source(s) {empty} hold no readable items")
+        why = "; ".join(f"{why}" for s in empty for _, why in s.faults[:1])  # the first fault of each says why
+        raise DataError(f"source(s) {[s.name for s in empty]} hold no readable items" + (f" ({why})" if why else ""))
     return out
 
 

@@ -12,8 +12,21 @@ from usjepa.errors import DataError
 MAX_PIXELS = 64_000_000  # larger images are refused as decompression bombs
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """HxW uint8 (grayscale) or HxWx3 uint8 (colour). 16-bit is rescaled, alpha is dropped."""
+def image_frames(path: str | Path) -> int:
+    """Pages of a multi-page TIFF (a cine); 1 for every other image. Reads the header only."""
+    p = Path(path)
+    if p.suffix.lower() not in (".tif", ".tiff"):
+        return 1
+    try:
+        with Image.open(p) as im:
+            return max(1, getattr(im, "n_frames", 1))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{p}: unreadable TIFF ({e})") from None
+
+
+def read_image(path: str | Path, frame: int = 0) -> np.ndarray:
+    """HxW uint8 (grayscale) or HxWx3 uint8 (colour); ``frame``: the page of a multi-page TIFF.
+    16-bit is rescaled, alpha is dropped."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: image file not found")
@@ -25,6 +38,12 @@ def read_image(path: str | Path) -> np.ndarray:
             with Image.open(p) as im:
                 if im.width * im.height > MAX_PIXELS:
                     raise DataError(f"{p}: image too large ({im.width}x{im.height} pixels > {MAX_PIXELS}); refusing a possible decompression bomb")
+                if frame:
+                    try:
+                        im.seek(frame)
+                    except EOFError:
+                        raise DataError(f"{p}: page {frame} out of range (the file has "
+                                        f"{getattr(im, 'n_frames', 1)} pages)") from None
                 im.load()
                 return _to_uint8(im, p)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

@@ -30,7 +30,8 @@ from usjepa.data.sample import Sample
 from usjepa.data.shards import encode_sample, write_shard
 from usjepa.data.source import Item, Source
 from usjepa.data.sources import file_kind, open_source
-from usjepa.errors import DataError
+from usjepa.errors import ConfigError, DataError
+from usjepa.paths import out_dir
 
 STATE, REPORT, PREVIEW = "ingest_state.json", "skipped.tsv", "masks_preview.png"
 PREVIEW_MAX = 60  # tiles on the --masks-preview sheet
@@ -81,8 +82,13 @@ class Ingest:
         p = self.out / STATE
         if not p.is_file():
             return
-        state = json.loads(p.read_text())
-        if state["args"] != self.args:
+        try:
+            state = json.loads(p.read_text())
+            same = state["args"] == self.args
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
+            raise DataError(f"{p}: unreadable ingest state ({type(e).__name__}: {e}); delete {self.out} to start over, "
+                            "or use a new --out folder") from None
+        if not same:
             raise DataError(f"{p}: {self.out} holds an ingest with other arguments ({state['args']}); "
                             f"use a new --out folder or delete it")
         self.state = state
@@ -201,11 +207,19 @@ def summary(stats: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value, low, high in (("--size", args.size, 16, 8192), ("--shard-size", args.shard_size, 1, 10**7),
+                                   ("--dedup", args.dedup, 0, 64)):  # a perceptual hash has 64 bits
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} must lie in [{low}, {high}], got {value}")
+    sources = [open_source(spec) for spec in args.sources]
+    for spec, src in zip(args.sources, sources):
+        if not len(src) and not src.faults:
+            raise DataError(f"source '{spec}': holds no images, DICOMs or videos")
     ing = Ingest(args)
-    ing.out.mkdir(parents=True, exist_ok=True)
+    out_dir(ing.out)
     ing.load_state()
     if not ing.state["done"]:
-        ing.run([open_source(spec) for spec in args.sources])
+        ing.run(sources)
     faults = ing.state["faults"]
     (ing.out / REPORT).write_text("".join(f"{p}\t{why}\n" for p, why in sorted(faults.items())))
     if ing.preview is not None:

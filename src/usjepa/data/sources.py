@@ -27,7 +27,7 @@ from braceexpand import braceexpand
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, pixel_array
 
-from usjepa.data.decode import read_image, read_mask
+from usjepa.data.decode import image_frames, read_image, read_mask
 from usjepa.data.sample import Sample
 from usjepa.data.shards import ShardSource
 from usjepa.data.source import DEFAULT_FPS, DEFAULT_MAX_FRAMES, Item, Options, Source
@@ -109,9 +109,9 @@ def list_file(p: Path, opts: Options, label: int = -1, group: str = "") -> list[
                         f"{sorted(IMAGE_EXTS | DICOM_EXTS | VIDEO_EXTS)})")
     if p.stat().st_size == 0:
         raise DataError(f"{p}: empty file (0 bytes)")
-    if kind == "image":
+    if kind == "image" and image_frames(p) == 1:
         return [Item(p, -1, label, group)]
-    n, fps = dicom_frames(p) if kind == "dicom" else video_frames(p)
+    n, fps = (image_frames(p), None) if kind == "image" else dicom_frames(p) if kind == "dicom" else video_frames(p)
     if n == 1 and kind == "dicom":
         return [Item(p, -1, label, group)]
     return [Item(p, f, label, group or str(p)) for f in frame_indices(n, fps, opts.fps, opts.max_frames)]
@@ -177,7 +177,7 @@ def read_file_frame(p: Path, frame: int = -1) -> np.ndarray:
     """uint8 HxW or HxWx3 of an image file, or frame ``frame`` of a DICOM or video."""
     kind = file_kind(p)
     if kind == "image":
-        return read_image(p)
+        return read_image(p, max(frame, 0))  # a multi-page TIFF's page
     if kind == "dicom":
         return read_dicom(p, max(frame, 0))
     if kind == "video":
@@ -275,10 +275,13 @@ def parse_spec(spec: str) -> tuple[str, Options]:
     shards = glob.has_magic(path) or "{" in path or path.endswith(".tar")
     name = opts.get("name") or (Path(path).parent.name if shards else Path(path).stem) or path
     try:
-        return path, Options(name, opts.get("organ", "unknown"), float(opts.get("fps", DEFAULT_FPS)),
-                             int(opts.get("max_frames", DEFAULT_MAX_FRAMES)))
+        o = Options(name, opts.get("organ", "unknown"), float(opts.get("fps", DEFAULT_FPS)),
+                    int(opts.get("max_frames", DEFAULT_MAX_FRAMES)))
     except ValueError:
-        raise DataError(f"source '{spec}': fps must be a number and max_frames an integer") from None
+        o = None
+    if o is None or not (math.isfinite(o.fps) and o.fps > 0 and o.max_frames >= 1):
+        raise DataError(f"source '{spec}': fps must be a number > 0 and max_frames an integer >= 1")
+    return path, o
 
 
 def shard_paths(pattern: str) -> list[str]:

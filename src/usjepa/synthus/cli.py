@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from usjepa.errors import ConfigError
+from usjepa.paths import out_dir
 from usjepa.synthus.tasks import SEGMENTATION, TASKS
 from usjepa.synthus.writer import write_preview, write_suite
 
@@ -23,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for flag, value, low in (("--n-per-task", args.n_per_task, 1), ("--corpus", args.corpus, 0),
+                             ("--workers", args.workers, 0)):
+        if value < low:
+            raise ConfigError(f"{flag} must be >= {low}, got {value}")
+    out_dir(args.out)
     tasks = None if args.tasks is None else [t if t.startswith("synthus_") else f"synthus_{t}" for t in args.tasks]
     t0 = time.perf_counter()
     folders = write_suite(args.out, args.img_size, args.n_per_task, args.corpus, args.seed, args.workers, tasks)
