@@ -156,7 +156,7 @@ class MonitorConfig:
     batch_size: int = ranged(64, "[1, inf)")  # feature extraction
     select: Literal["val_loss", "monitor"] = "val_loss"  # what checkpoints/best.pt keeps
     score: Literal["linear", "knn", "rank"] = "linear"  # the monitor score: mean task val macro-F1, or the rank
-    collapse_rank: float = 10.0  # warn when the rank stays below this (random init: 34, collapsed runs: 4-8) ...
+    collapse_rank: float = ranged(10.0, "[0, inf)")  # warn when the rank stays below this (random init: 34, collapsed runs: 4-8) ...
     collapse_checks: int = ranged(3, "[1, inf)")  # ... for this many checks in a row
     max_overhead: float = ranged(0.1, "[0, 1)")  # skip a periodic check while monitoring is over this share of wall time; 0: never
 
