@@ -14,6 +14,7 @@ model.patch_size 48/6 or 64/8, model.depth):
     python benchmarks/demo_recipe.py --tasks runs/recipe/synthus --encoders usjepa:runs/recipe/salt/export,\
 usjepa:runs/recipe/ijepa/export,usjepa:runs/recipe/mae/export,random:runs/recipe/salt/export,effnet-lite0:112
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,17 +37,30 @@ def val_scores(spec: str, root: Path, seeds: int = 5) -> dict:
     for name in TASKS:
         task = load_task(str(root / name))
         train, early = val_split(task.splits["train"], 0.1, 1)
-        feats = {k: extract(enc, recs, enc.pooling) for k, recs in (("train", train), ("early", early),
-                                                                     ("val", task.splits["val"]))}
-        ys = {k: torch.tensor([r.label for r in recs]) for k, recs in (("train", train), ("early", early),
-                                                                        ("val", task.splits["val"]))}
-        probes = fit(feats["train"], ys["train"], feats["early"], ys["early"], task.n_classes,
-                     [Head(seed) for seed in range(seeds)])
+        feats = {
+            k: extract(enc, recs, enc.pooling)
+            for k, recs in (("train", train), ("early", early), ("val", task.splits["val"]))
+        }
+        ys = {
+            k: torch.tensor([r.label for r in recs])
+            for k, recs in (("train", train), ("early", early), ("val", task.splits["val"]))
+        }
+        probes = fit(
+            feats["train"],
+            ys["train"],
+            feats["early"],
+            ys["early"],
+            task.n_classes,
+            [Head(seed) for seed in range(seeds)],
+        )
         clean = [s["macro_f1"] for s in scores(ys["val"].numpy(), probes.proba(feats["val"]).numpy(), task.n_classes)]
         noisy = extract(enc, task.splits["val"], enc.pooling, ("speckle", 3))
         speck = [s["macro_f1"] for s in scores(ys["val"].numpy(), probes.proba(noisy).numpy(), task.n_classes)]
-        out[name] = {"f1": 100 * float(np.mean(clean)), "speckle3": 100 * float(np.mean(speck)),
-                     "rank": effective_rank(feats["train"])}
+        out[name] = {
+            "f1": 100 * float(np.mean(clean)),
+            "speckle3": 100 * float(np.mean(speck)),
+            "rank": effective_rank(feats["train"]),
+        }
     out["mean"] = {k: float(np.mean([out[t][k] for t in TASKS])) for k in ("f1", "speckle3", "rank")}
     return out
 

@@ -10,6 +10,7 @@ the timed region, as DataLoader workers would. FLOPs per step are counted once b
   python benchmarks/gpu_step.py --compile                # torch.compile'd (teacher eager)
   python benchmarks/gpu_step.py --device cpu --config tiny --batch 8 --steps 2 --peak-tflops 1   # a smoke run
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def sync(device: torch.device) -> None:
 
 
 def measure(name: str, method, args, device: torch.device, peak: float) -> None:
-    data = [{k: v.to(device) for k, v in b.items()}
-            for b in collated(method.cfg, method.mask_kind, 4, method.encoder.patch_size)]
+    data = [
+        {k: v.to(device) for k, v in b.items()}
+        for b in collated(method.cfg, method.mask_kind, 4, method.encoder.patch_size)
+    ]
     eager = engine_step(method)
     with FlopCounterMode(display=False) as counter:  # counted eagerly: compiled graphs hide their ops from it
         eager(data[0])
@@ -51,9 +54,11 @@ def measure(name: str, method, args, device: torch.device, peak: float) -> None:
     sync(device)
     per_step = (time.perf_counter() - t0) / args.steps
     batch = method.cfg.optim.batch_size
-    mem = torch.cuda.max_memory_allocated(device) / 2 ** 30 if device.type == "cuda" else float("nan")
-    print(f"{name:<8}{batch / per_step:10.1f}{per_step * 1e3:10.1f}{flops / 1e9:12.1f}"
-          f"{100 * flops / per_step / (peak * 1e12):8.1f}{mem:10.1f}")
+    mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    print(
+        f"{name:<8}{batch / per_step:10.1f}{per_step * 1e3:10.1f}{flops / 1e9:12.1f}"
+        f"{100 * flops / per_step / (peak * 1e12):8.1f}{mem:10.1f}"
+    )
 
 
 def main() -> None:
@@ -71,8 +76,10 @@ def main() -> None:
     peak = args.peak_tflops or next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
     if peak is None:
         p.error(f"unknown peak for '{name}': give --peak-tflops")
-    print(f"torch {torch.__version__} on {name} (peak {peak:g} TFLOP/s bf16); {args.config}, batch {args.batch}, "
-          f"{'compiled' if args.compile else 'eager'}; {args.steps} timed steps after {args.warmup}")
+    print(
+        f"torch {torch.__version__} on {name} (peak {peak:g} TFLOP/s bf16); {args.config}, batch {args.batch}, "
+        f"{'compiled' if args.compile else 'eager'}; {args.steps} timed steps after {args.warmup}"
+    )
     print(f"{'method':<8}{'img/s':>10}{'ms/step':>10}{'GFLOP/step':>12}{'MFU %':>8}{'peak GiB':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         teacher = fabricate_teacher(Path(tmp), load_config(args.config, ["method=vpixel"]))

@@ -11,6 +11,7 @@ masks made beforehand. Both are batch / median time per batch after warm-up, mea
 
   python benchmarks/loader_throughput.py [--batches 12] [--workers 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,9 @@ def write_folder(root: Path) -> Path:
 
 
 def tiny_config(sources: list[str], teacher: str, workers: int, method: str = "salt"):
-    return load_config("tiny", {"method": method, "teacher": {"source": teacher},
-                                "data": {"sources": sources, "num_workers": workers}})
+    return load_config(
+        "tiny", {"method": method, "teacher": {"source": teacher}, "data": {"sources": sources, "num_workers": workers}}
+    )
 
 
 def fabricate_teacher(tmp: Path) -> str:
@@ -95,8 +97,20 @@ def step_rate(cfg, collate, n_batches: int) -> float:
     engine = StepEngine(build_method(cfg).train())
     g = torch.Generator().manual_seed(0)
     s = cfg.data.img_size
-    batches = [collate([{"image": torch.rand(1, s, s, generator=g), "scan_mask": torch.ones(s, s, dtype=torch.bool),
-                         "seed": b * 100 + i, "index": i} for i in range(cfg.optim.batch_size)]) for b in range(4)]
+    batches = [
+        collate(
+            [
+                {
+                    "image": torch.rand(1, s, s, generator=g),
+                    "scan_mask": torch.ones(s, s, dtype=torch.bool),
+                    "seed": b * 100 + i,
+                    "index": i,
+                }
+                for i in range(cfg.optim.batch_size)
+            ]
+        )
+        for b in range(4)
+    ]
     times = []
     for k in range(n_batches + 2):
         t = time.perf_counter()
@@ -115,8 +129,11 @@ def main() -> None:
         tmp = Path(d)
         folder = write_folder(tmp / "synth")
         shards = tmp / "shards"
-        ingest.run(argparse.Namespace(sources=[str(folder)], out=str(shards), size=128, shard_size=200, dedup=0,
-                                      drop_flagged=False))
+        ingest.run(
+            argparse.Namespace(
+                sources=[str(folder)], out=str(shards), size=128, shard_size=200, dedup=0, drop_flagged=False
+            )
+        )
         teacher = fabricate_teacher(tmp)
         base = tiny_config([str(folder)], teacher, args.workers)
         method = build_method(base)

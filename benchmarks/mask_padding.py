@@ -11,6 +11,7 @@ patch and pads, with an attention mask so padding is never attended to. This scr
 
   python benchmarks/mask_padding.py [--steps 10] [--ijepa-src /work/peers/ijepa]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,10 @@ def token_budget(n_batches: int = 200) -> tuple[dict, dict]:
         tgt_max.append(blocks.sum(1).max() * BATCH)
         tgt_min.append(blocks.min(0).sum() * BATCH)
     ctx, tgt = sum(ctx), sum(tgt)
-    per_image = {"context patches / image": ctx / (n_batches * BATCH),
-                 "target patches / image": tgt / (n_batches * BATCH)}
+    per_image = {
+        "context patches / image": ctx / (n_batches * BATCH),
+        "target patches / image": tgt / (n_batches * BATCH),
+    }
     return per_image, {
         "truncate: context thrown away": 1 - sum(ctx_min) / ctx,
         "truncate: targets thrown away": 1 - sum(tgt_min) / tgt,
@@ -95,8 +98,10 @@ def main() -> None:
     for k, n in kept.items():
         print(f"{k:<36}{n:12.1f}{n * ips[k][0]:12.0f}")
     if IJEPA in ips:
-        print(f"\nsalt / {IJEPA}: pad {ips['salt, pad'][0] / ips[IJEPA][0]:.2f}, "
-              f"truncate {ips['salt, truncate'][0] / ips[IJEPA][0]:.2f}   (goal >= 1.75)")
+        print(
+            f"\nsalt / {IJEPA}: pad {ips['salt, pad'][0] / ips[IJEPA][0]:.2f}, "
+            f"truncate {ips['salt, truncate'][0] / ips[IJEPA][0]:.2f}   (goal >= 1.75)"
+        )
 
 
 if __name__ == "__main__":

@@ -54,12 +54,28 @@ class IJepaStep:
         self.encoder, self.predictor = helper.init_model(cpu, PATCH, "vit_tiny", IMG, pred_depth, pred_dim)
         self.target = copy.deepcopy(self.encoder).requires_grad_(False)
         self.opt, _, self.lr_sched, self.wd_sched = helper.init_opt(
-            self.encoder, self.predictor, iterations_per_epoch=1000, start_lr=1e-5, ref_lr=1e-4, warmup=1,
-            num_epochs=10, wd=0.04, final_wd=0.4)
+            self.encoder,
+            self.predictor,
+            iterations_per_epoch=1000,
+            start_lr=1e-5,
+            ref_lr=1e-4,
+            warmup=1,
+            num_epochs=10,
+            wd=0.04,
+            final_wd=0.4,
+        )
         collator_cls = importlib.import_module("src.masks.multiblock").MaskCollator
-        self.collator = collator_cls(input_size=IMG, patch_size=PATCH, enc_mask_scale=mask.ctx_scale,
-                                     pred_mask_scale=mask.tgt_scale, aspect_ratio=mask.tgt_aspect, nenc=1,
-                                     npred=mask.n_targets, min_keep=mask.min_keep, allow_overlap=False)
+        self.collator = collator_cls(
+            input_size=IMG,
+            patch_size=PATCH,
+            enc_mask_scale=mask.ctx_scale,
+            pred_mask_scale=mask.tgt_scale,
+            aspect_ratio=mask.tgt_aspect,
+            nenc=1,
+            npred=mask.n_targets,
+            min_keep=mask.min_keep,
+            allow_overlap=False,
+        )
         self.m = 0.996
 
     def batches(self, n: int, batch: int) -> list:
@@ -98,10 +114,17 @@ class SPSaltStep:
             sys.modules[version.__name__] = version
         salt_cls = importlib.import_module("stable_pretraining.methods.salt").SALT
         torch.manual_seed(0)
-        self.model = salt_cls("vit_tiny_patch16_224", predictor_embed_dim=pred_dim, predictor_depth=pred_depth,
-                              predictor_num_heads=pred_heads, num_targets=mask.n_targets,
-                              context_scale=mask.ctx_scale, target_scale=mask.tgt_scale,
-                              context_aspect_ratio=mask.ctx_aspect, target_aspect_ratio=mask.tgt_aspect).train()
+        self.model = salt_cls(
+            "vit_tiny_patch16_224",
+            predictor_embed_dim=pred_dim,
+            predictor_depth=pred_depth,
+            predictor_num_heads=pred_heads,
+            num_targets=mask.n_targets,
+            context_scale=mask.ctx_scale,
+            target_scale=mask.tgt_scale,
+            context_aspect_ratio=mask.ctx_aspect,
+            target_aspect_ratio=mask.tgt_aspect,
+        ).train()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=1e-4, weight_decay=0.04)
 

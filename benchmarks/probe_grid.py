@@ -4,7 +4,8 @@ The few-shot sweep (5 seeds x label fractions 1, 5, 10, 50, 100 %) times a learn
 4 rates: 100 heads) on fixed features, and the paper's single rate (25 heads), under the paper's early stopping
 (heads stop at different epochs, the harder case for batching): each once as one
 ``probe.fit`` call with every head, once as one ``probe.fit`` call per head -- the same code and features. Both
-end in the same epochs and, to float32 summation order (1e-4), the same weights (checked). Times are the best of --repeats, interleaved.
+end in the same epochs and, to float32 summation order (1e-4), the same weights (checked). Times are the best
+of --repeats, interleaved.
 The features are overlapping Gaussian classes, or with --task and --encoder an encoder's real frozen features
 of a task's train and validation splits.
 
@@ -12,6 +13,7 @@ of a task's train and validation splits.
   python benchmarks/probe_grid.py --task runs/demo/synthus/synthus_lesion --encoder usjepa:runs/demo/salt/export
   python benchmarks/probe_grid.py --device cuda --dim 768      # on a GPU: the heads cost about what one does
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,19 +79,26 @@ def compare(heads: list[Head], data: tuple[torch.Tensor, ...], a: argparse.Names
         t = time.perf_counter()
         alone = [fit(xtr, ytr, xva, yva, a.classes, [h], device=a.device) for h in heads]
         sequential_s.append(time.perf_counter() - t)
-    epochs_same = all(p.best_epoch[0] == together.best_epoch[i] and p.epochs_run[0] == together.epochs_run[i]
-                      for i, p in enumerate(alone))
+    epochs_same = all(
+        p.best_epoch[0] == together.best_epoch[i] and p.epochs_run[0] == together.epochs_run[i]
+        for i, p in enumerate(alone)
+    )
     gap = max((p.weight[0] - together.weight[i]).abs().max().item() for i, p in enumerate(alone))
     same = epochs_same and gap <= 1e-4  # float32: a batched product sums in another order; lr 0.1 amplifies it
     epochs, lrs = together.epochs_run, sorted({h.lr for h in heads})
     source = f"{a.encoder} on {a.task}" if a.task else "Gaussian"
-    print(f"features ({source}): {len(xtr)} train x {xtr.shape[1]} dims, {a.classes} classes, on {a.device}; {len(heads)} "
-          f"heads (5 seeds x fractions {FRACTIONS} x lrs {lrs}); epochs run per head {min(epochs)}-{max(epochs)} "
-          f"(sum {sum(epochs)}, max {max(epochs)})")
+    print(
+        f"features ({source}): {len(xtr)} train x {xtr.shape[1]} dims, {a.classes} classes, on {a.device}; "
+        f"{len(heads)} "
+        f"heads (5 seeds x fractions {FRACTIONS} x lrs {lrs}); epochs run per head {min(epochs)}-{max(epochs)} "
+        f"(sum {sum(epochs)}, max {max(epochs)})"
+    )
     print(f"batched (1 fit, {len(heads)} heads):    {min(batched_s):.2f} s")
     print(f"sequential ({len(heads)} fits, 1 head): {min(sequential_s):.2f} s")
-    print(f"speed-up at {len(heads)} heads: {min(sequential_s) / min(batched_s):.1f}x; identical results: {same} "
-          f"(best and last epochs {'equal' if epochs_same else 'DIFFER'}; largest weight difference {gap:.1e})")
+    print(
+        f"speed-up at {len(heads)} heads: {min(sequential_s) / min(batched_s):.1f}x; identical results: {same} "
+        f"(best and last epochs {'equal' if epochs_same else 'DIFFER'}; largest weight difference {gap:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ it falls short. Feature sets: encoders on the SynthUS tasks of --data-root (make
 
   python benchmarks/probe_reference.py --data-root DIR [--encoders pixels:8,effnet-lite0:112,random-vit] [--ablate]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,8 @@ from usjepa.bench.probe import Head, scores
 from usjepa.bench.tasks import SYNTHUS_TASKS, load_task
 
 C_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+
+
 def _probe(g: ProbeGrid, **changes) -> ProbeGrid:
     return dataclasses.replace(g, probe=dataclasses.replace(g.probe, **changes))
 
@@ -62,12 +65,20 @@ def sklearn_reference(x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> tup
     return best[2], best[1]
 
 
-def probe_score(x: dict[str, dict[str, torch.Tensor]], y: dict[str, np.ndarray], n_classes: int, grid: ProbeGrid,
-                seeds: int = 5) -> float:
+def probe_score(
+    x: dict[str, dict[str, torch.Tensor]], y: dict[str, np.ndarray], n_classes: int, grid: ProbeGrid, seeds: int = 5
+) -> float:
     """Mean test macro-F1 over seeds of the grid's validation-selected heads; x: pooling -> split -> features."""
     pools = grid.poolings_for(tuple(x), next(iter(x)))
-    probes = fit_grid({p: x[p]["train"] for p in pools}, torch.from_numpy(y["train"]), {p: x[p]["val"] for p in pools},
-                      torch.from_numpy(y["val"]), n_classes, [Head(s) for s in range(seeds)], grid)
+    probes = fit_grid(
+        {p: x[p]["train"] for p in pools},
+        torch.from_numpy(y["train"]),
+        {p: x[p]["val"] for p in pools},
+        torch.from_numpy(y["val"]),
+        n_classes,
+        [Head(s) for s in range(seeds)],
+        grid,
+    )
     proba = probes.proba({p: x[p]["test"] for p in pools}, select(probes))
     return float(np.mean([s["macro_f1"] for s in scores(y["test"], proba.numpy(), n_classes)]))
 
@@ -77,8 +88,16 @@ def random_vit(folder: Path) -> str:
     kwargs = {"img_size": 64, "patch_size": 8, "in_chans": 1, "num_classes": 0, "depth": 6}
     model = timm.create_model("vit_tiny_patch16_224", **kwargs)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model.safetensors"))
-    card = {"arch": "vit_tiny_patch16_224", "timm_kwargs": kwargs, "img_size": 64, "patch_size": 8, "in_chans": 1,
-            "mean": [0.5], "std": [0.5], "method": "random"}
+    card = {
+        "arch": "vit_tiny_patch16_224",
+        "timm_kwargs": kwargs,
+        "img_size": 64,
+        "patch_size": 8,
+        "in_chans": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "method": "random",
+    }
     (folder / "card.json").write_text(json.dumps(card))
     return f"random:{folder}"
 
@@ -109,15 +128,19 @@ def main() -> None:
     p.add_argument("--encoders", default="pixels:8,effnet-lite0:112,random-vit")
     p.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "usjepa_probe_reference"))
     p.add_argument("--ablate", action="store_true", help="also the paper preset with one change at a time")
-    p.add_argument("--poolings", action="store_true", help="let the grid choose poolings too (the reference check "
-                                                          "compares on one fixed feature set: the first pooling)")
+    p.add_argument(
+        "--poolings",
+        action="store_true",
+        help="let the grid choose poolings too (the reference check "
+        "compares on one fixed feature set: the first pooling)",
+    )
     a = p.parse_args()
     cache = Cache(a.cache)
     presets = {"paper": PRESETS["paper"], "grid": PRESETS["grid"]}
     if a.ablate:
         presets |= {f"paper, {k}": f(PRESETS["paper"]) for k, f in ABLATIONS.items()}
     sets = []
-    for spec in (a.encoders.split(",") if a.data_root else []):
+    for spec in a.encoders.split(",") if a.data_root else []:
         if spec == "random-vit":
             folder = Path(a.cache) / "random_vit"
             folder.mkdir(parents=True, exist_ok=True)
@@ -132,10 +155,16 @@ def main() -> None:
     for label, x, y, c in sets:
         default = next(iter(x))  # the first pooling: the encoder's own or the grid's first
         ref, best_c = sklearn_reference({s: x[default][s].numpy() for s in x[default]}, y)
-        cells = [100 * probe_score(x, y, c, g if a.poolings else dataclasses.replace(g, poolings=()))
-                 for g in presets.values()]
-        print(f"| {label} | {100 * ref:.1f} ({best_c:g}) | " + " | ".join(f"{v:.1f} ({v - 100 * ref:+.1f})" for v in cells)
-              + " |", flush=True)
+        cells = [
+            100 * probe_score(x, y, c, g if a.poolings else dataclasses.replace(g, poolings=()))
+            for g in presets.values()
+        ]
+        print(
+            f"| {label} | {100 * ref:.1f} ({best_c:g}) | "
+            + " | ".join(f"{v:.1f} ({v - 100 * ref:+.1f})" for v in cells)
+            + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

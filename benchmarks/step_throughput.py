@@ -42,9 +42,16 @@ from usjepa.models.encoder import gather
 
 IMG, PATCH, BATCH, DEPTH, DIM, HEADS = 224, 16, 32, 6, 192, 3
 SETUP = [
-    "model.arch=vit_tiny_patch16_224", f"data.img_size={IMG}", "data.in_chans=1", f"optim.batch_size={BATCH}",
-    f"model.pred_depth={DEPTH}", f"model.pred_dim={DIM}", f"model.pred_heads={HEADS}",
-    f"model.dec_depth={DEPTH}", f"model.dec_dim={DIM}", f"model.dec_heads={HEADS}",
+    "model.arch=vit_tiny_patch16_224",
+    f"data.img_size={IMG}",
+    "data.in_chans=1",
+    f"optim.batch_size={BATCH}",
+    f"model.pred_depth={DEPTH}",
+    f"model.pred_dim={DIM}",
+    f"model.pred_heads={HEADS}",
+    f"model.dec_depth={DEPTH}",
+    f"model.dec_dim={DIM}",
+    f"model.dec_heads={HEADS}",
 ]
 IJEPA, SP = "official I-JEPA (facebookresearch)", "stable-pretraining SALT"
 
@@ -68,8 +75,14 @@ def fabricate_teacher(tmp: Path, cfg=None) -> str:
 def images(b: int, size: int = IMG, chans: int = 1, n: int = BATCH) -> list[dict]:
     """One batch of dataset items (random pixels; throughput does not depend on content)."""
     g = torch.Generator().manual_seed(b)
-    return [{"image": torch.rand(chans, size, size, generator=g), "scan_mask": torch.ones(size, size, dtype=torch.bool),
-             "seed": b * n + i} for i in range(n)]
+    return [
+        {
+            "image": torch.rand(chans, size, size, generator=g),
+            "scan_mask": torch.ones(size, size, dtype=torch.bool),
+            "seed": b * n + i,
+        }
+        for i in range(n)
+    ]
 
 
 def collated(cfg, kind: str, n: int, patch: int = PATCH) -> list[dict]:
@@ -88,8 +101,9 @@ def engine_step(method, **engine_kwargs):
 # ---- ideas on usjepa's salt step -------------------------------------------------------------------
 def per_block_batch(batch: dict, n_blocks: int) -> dict:
     """Targets regrouped one block per row ([n_blocks * B, longest block]), block-major as I-JEPA repeats."""
-    rows = [batch["tgt_idx"][i][batch["tgt_block"][i] == j] for j in range(n_blocks)
-            for i in range(len(batch["tgt_idx"]))]
+    rows = [
+        batch["tgt_idx"][i][batch["tgt_block"][i] == j] for j in range(n_blocks) for i in range(len(batch["tgt_idx"]))
+    ]
     idx = pad_sequence(rows, batch_first=True)
     valid = torch.arange(idx.shape[1]) < torch.tensor([len(r) for r in rows])[:, None]
     return {**batch, "rep_idx": idx, "rep_block": torch.where(valid, 0, -1), "rep_keep": valid}
@@ -142,7 +156,7 @@ def bench(variants: dict[str, tuple], steps: int, warmup: int) -> dict[str, tupl
     """(median, best) img/s per variant; each round runs one step of every variant (order rotated)."""
     names, times = list(variants), {k: [] for k in variants}
     for r in range(warmup + steps):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             step, batches = variants[name]
             t0 = time.perf_counter()
             step(batches[r % len(batches)])
@@ -165,8 +179,11 @@ def peer_variants(args, mask) -> dict[str, tuple]:
         out[IJEPA] = (ijepa, ijepa.batches(args.batches, BATCH))
     if args.sp_src:
         out[SP] = (SPSaltStep(args.sp_src, mask, DEPTH, DIM, HEADS), SPSaltStep.batches(args.batches, BATCH))
-    skipped = [f"{name} (give {flag} DIR)" for name, flag, src in
-               ((IJEPA, "--ijepa-src", args.ijepa_src), (SP, "--sp-src", args.sp_src)) if not src]
+    skipped = [
+        f"{name} (give {flag} DIR)"
+        for name, flag, src in ((IJEPA, "--ijepa-src", args.ijepa_src), (SP, "--sp-src", args.sp_src))
+        if not src
+    ]
     if skipped:
         print("skipped peers: " + "; ".join(skipped))
     return out
@@ -191,18 +208,24 @@ def main() -> None:
         batches = collated(salt_cfg, "multiblock", args.batches)
         ref = f"salt (engine: {salt_cfg.mask.pad_mode}, SDPA, 1 pass)"
         if args.compile:
-            variants = {ref: (engine_step(salt()), batches),
-                        "torch.compile (teacher eager)": (engine_step(salt(), compile=True), batches)}
+            variants = {
+                ref: (engine_step(salt()), batches),
+                "torch.compile (teacher eager)": (engine_step(salt(), compile=True), batches),
+            }
         elif args.ideas:
             padded = usjepa_config("salt", teacher, ("mask.pad_mode=pad",))
             variants = {
                 ref: (engine_step(salt()), batches),
                 "teacher forward skipped (cached)": (engine_step(cached_teacher(salt(), batches)), batches),
                 "teacher under no_grad": (no_grad_teacher(engine_step(salt())), batches),
-                "predictor once per target block": (engine_step(per_block(salt())),
-                                                    [per_block_batch(b, 4) for b in batches]),
-                "masks padded, not truncated": (engine_step(build_method(padded)),
-                                                collated(padded, "multiblock", args.batches)),
+                "predictor once per target block": (
+                    engine_step(per_block(salt())),
+                    [per_block_batch(b, 4) for b in batches],
+                ),
+                "masks padded, not truncated": (
+                    engine_step(build_method(padded)),
+                    collated(padded, "multiblock", args.batches),
+                ),
                 "attention by hand (no SDPA)": (engine_step(manual_attention(salt())), batches),
                 "no host sync (finite check off)": (engine_step(salt(), check_finite=False), batches),
                 "AdamW for-loop (foreach=False)": (engine_step(salt(), foreach=False), batches),
@@ -215,8 +238,10 @@ def main() -> None:
                 variants[f"usjepa {m}"] = (engine_step(method), collated(method.cfg, method.mask_kind, args.batches))
             variants |= peer_variants(args, salt_cfg.mask)
             ref = IJEPA if IJEPA in variants else "usjepa ijepa"
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, fp32; "
-              f"median of {args.steps} steps after warm-up, interleaved")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {BATCH}, fp32; "
+            f"median of {args.steps} steps after warm-up, interleaved"
+        )
         warmup = max(args.warmup, args.batches) if args.compile else args.warmup  # compile every batch shape first
         ips = bench(variants, args.steps, warmup)
     table("img/s, higher is better", ips, ref)

@@ -6,9 +6,17 @@ import torch
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 TINY = [
-    "model.arch=vit_tiny_patch16_224", "model.patch_size=8", "model.depth=2", "data.img_size=32",
-    "model.pred_dim=48", "model.pred_depth=1", "model.pred_heads=2",
-    "model.dec_dim=48", "model.dec_depth=1", "model.dec_heads=2", "mask.min_keep=2",
+    "model.arch=vit_tiny_patch16_224",
+    "model.patch_size=8",
+    "model.depth=2",
+    "data.img_size=32",
+    "model.pred_dim=48",
+    "model.pred_depth=1",
+    "model.pred_heads=2",
+    "model.dec_dim=48",
+    "model.dec_depth=1",
+    "model.dec_heads=2",
+    "mask.min_keep=2",
 ]
 
 
@@ -30,8 +38,10 @@ def stage1_run(tmp_path, tiny_overrides):
     cfg = load_config("tiny", tiny_overrides + ["method=vpixel", f"out={run}"])
     torch.manual_seed(1)
     method = build_method(cfg)
-    save_atomic({"format": FORMAT, "config": to_dict(cfg), "model": method.state_dict(), "step": 0, "epoch": 0},
-                run / "checkpoints" / "best.pt")
+    save_atomic(
+        {"format": FORMAT, "config": to_dict(cfg), "model": method.state_dict(), "step": 0, "epoch": 0},
+        run / "checkpoints" / "best.pt",
+    )
     return run
 
 

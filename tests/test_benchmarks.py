@@ -1,4 +1,5 @@
 """The benchmark scripts that a GPU session runs unattended: a CPU smoke run of each, so they cannot rot."""
+
 import re
 import subprocess
 import sys
@@ -14,8 +15,21 @@ def _run(script: str, *args: str) -> str:
 
 
 def test_gpu_step_reports_throughput_flops_and_mfu_per_stage():
-    out = _run("gpu_step.py", "--device", "cpu", "--config", "tiny", "--batch", "8", "--steps", "2", "--warmup", "1",
-               "--peak-tflops", "1")
+    out = _run(
+        "gpu_step.py",
+        "--device",
+        "cpu",
+        "--config",
+        "tiny",
+        "--batch",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--peak-tflops",
+        "1",
+    )
     rows = dict(re.findall(r"^(salt|vpixel)\s+(.+)$", out, re.M))
     assert set(rows) == {"salt", "vpixel"}
     for cols in rows.values():
@@ -31,9 +45,25 @@ def test_probe_grid_batched_heads_end_as_if_trained_alone():
 
 
 def test_task_difficulty_prints_every_column_for_every_task_and_size():
-    out = _run("task_difficulty.py", "--sizes", "32", "--n", "50", "--seeds", "2", "--cnn-seeds", "1",
-               "--tasks", "fatty,texture", "--seed", "3")
-    assert "| task | n train/val/test | chance | pixels:8 | pixels:16 | random-vit | effnet-lite0 | metadata | cnn |" in out
+    out = _run(
+        "task_difficulty.py",
+        "--sizes",
+        "32",
+        "--n",
+        "50",
+        "--seeds",
+        "2",
+        "--cnn-seeds",
+        "1",
+        "--tasks",
+        "fatty,texture",
+        "--seed",
+        "3",
+    )
+    assert (
+        "| task | n train/val/test | chance | pixels:8 | pixels:16 | random-vit | effnet-lite0 | metadata | cnn |"
+        in out
+    )
     rows = dict(re.findall(r"^\| (synthus_\w+) \| \d+/\d+/\d+ \| (.+) \|$", out, re.M))
     assert set(rows) == {"synthus_fatty", "synthus_texture"}
     for task, cells in rows.items():

@@ -17,16 +17,19 @@ def test_base_inheritance_and_overrides():
     assert cfg.method == "mae" and cfg.model.dec_dim == 384 and cfg.optim.lr == 2e-4 and cfg.mask.random_ratio == 0.6
 
 
-@pytest.mark.parametrize("override, message", [
-    (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
-    (["bogus=1"], "unknown config key 'bogus'"),
-    (["optim.lr=fast"], "optim.lr: expected a number, got 'fast'"),
-    (["optim.epochs=2.5"], "optim.epochs: expected an integer, got 2.5"),
-    (["optim.lr=-1e-4"], "optim.lr: must be > 0, got -0.0001"),
-    (["method=simclr"], "method: expected one of ['ijepa', 'mae', 'salt', 'vpixel'], got 'simclr'"),
-    (["mask.tgt_scale=[0.2]"], "mask.tgt_scale: expected a list of 2 values"),
-    (["method=salt", "teacher.source="], "teacher.source: method 'salt' needs a frozen teacher"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (["optim.lrr=1"], "unknown config key 'optim.lrr'"),
+        (["bogus=1"], "unknown config key 'bogus'"),
+        (["optim.lr=fast"], "optim.lr: expected a number, got 'fast'"),
+        (["optim.epochs=2.5"], "optim.epochs: expected an integer, got 2.5"),
+        (["optim.lr=-1e-4"], "optim.lr: must be > 0, got -0.0001"),
+        (["method=simclr"], "method: expected one of ['ijepa', 'mae', 'salt', 'vpixel'], got 'simclr'"),
+        (["mask.tgt_scale=[0.2]"], "mask.tgt_scale: expected a list of 2 values"),
+        (["method=salt", "teacher.source="], "teacher.source: method 'salt' needs a frozen teacher"),
+    ],
+)
 def test_bad_config_names_the_key(override, message):
     with pytest.raises(ConfigError) as e:
         load_config("tiny", override)
@@ -71,12 +74,15 @@ def test_every_number_key_has_a_range_that_its_default_satisfies():
         _check_range(f, default, key)
 
 
-@pytest.mark.parametrize("override, value", [
-    ("data.sources=[a?organ=liver&fps=3, b]", ["a?organ=liver&fps=3", "b"]),
-    ("data.sources=[dir/{000..009}.tar, 'x,y', \"q\"]", ["dir/{000..009}.tar", "x,y", "q"]),
-    ("data.sources=[d/{a,b}.tar]", ["d/{a,b}.tar"]),
-    ("data.sources=[]", []),
-])
+@pytest.mark.parametrize(
+    "override, value",
+    [
+        ("data.sources=[a?organ=liver&fps=3, b]", ["a?organ=liver&fps=3", "b"]),
+        ("data.sources=[dir/{000..009}.tar, 'x,y', \"q\"]", ["dir/{000..009}.tar", "x,y", "q"]),
+        ("data.sources=[d/{a,b}.tar]", ["d/{a,b}.tar"]),
+        ("data.sources=[]", []),
+    ],
+)
 def test_list_overrides_keep_source_options_and_shard_braces(override, value):
     assert parse_overrides([override]) == {"data": {"sources": value}}
 

@@ -23,8 +23,13 @@ def imports_of(path: Path, name: str, modules: set[str]) -> set[str]:
     ``if TYPE_CHECKING:``). ``from a import b`` counts a.b where that is a module; importing a.b also runs a."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     tree = ast.parse(path.read_text())
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for child in node.body for n in ast.walk(child)}
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in node.body
+        for n in ast.walk(child)
+    }
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -57,7 +62,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(u)
         for v in sorted(graph[u]):
             if state.get(v) == 1:
-                return path[path.index(v):] + [v]
+                return path[path.index(v) :] + [v]
             if v not in state and (cycle := dfs(v)):
                 return cycle
         path.pop()

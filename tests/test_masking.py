@@ -32,7 +32,9 @@ def test_multiblock_invariants(seed):
         h, w = blocks_of(t)
         assert h * w == len(t), "a target is not a full rectangle"
         area = cfg.tgt_scale[1] * n
-        assert len(t) <= math.ceil(math.sqrt(area * cfg.tgt_aspect[1]) + 0.5) * math.ceil(math.sqrt(area / cfg.tgt_aspect[0]) + 0.5)
+        assert len(t) <= math.ceil(math.sqrt(area * cfg.tgt_aspect[1]) + 0.5) * math.ceil(
+            math.sqrt(area / cfg.tgt_aspect[0]) + 0.5
+        )
         lo = cfg.tgt_scale[0] * n
         assert len(t) >= 0.5 * lo
         assert cfg.tgt_aspect[0] / 2 <= h / w <= cfg.tgt_aspect[1] * 2
@@ -61,8 +63,10 @@ def test_usrc_blocks_respect_scan_mask(seed, tau):
 
 
 def _items(n, seed0=0, size=64):
-    return [{"image": torch.rand(1, size, size), "scan_mask": torch.ones(size, size, dtype=torch.bool), "seed": seed0 + i}
-            for i in range(n)]
+    return [
+        {"image": torch.rand(1, size, size), "scan_mask": torch.ones(size, size, dtype=torch.bool), "seed": seed0 + i}
+        for i in range(n)
+    ]
 
 
 def test_same_seed_same_masks_and_padding():

@@ -1,4 +1,5 @@
 """The training monitor: rank, kNN and linear-probe columns, the bench's features, collapse warning, selection."""
+
 import csv
 import json
 import math
@@ -25,8 +26,19 @@ from .bench.conftest import write_task
 
 
 def _args(folder, run, tiny, *extra):
-    return [*tiny, "method=mae", f"out={run}", f"data.sources=[{folder}]", "data.num_workers=0", "optim.batch_size=8",
-            "optim.epochs=2", "data.val_fraction=0.25", "log_every=1", "monitor.every=2", *extra]
+    return [
+        *tiny,
+        "method=mae",
+        f"out={run}",
+        f"data.sources=[{folder}]",
+        "data.num_workers=0",
+        "optim.batch_size=8",
+        "optim.epochs=2",
+        "data.val_fraction=0.25",
+        "log_every=1",
+        "monitor.every=2",
+        *extra,
+    ]
 
 
 def _rows(run) -> list[dict]:
@@ -41,9 +53,25 @@ def task(tmp_path):
 
 def test_cli_run_logs_rank_knn_and_linear_to_csv_and_tensorboard(tmp_path, image_folder, tiny_overrides, task, capsys):
     run = tmp_path / "run"
-    assert main(["pretrain", "--config", "tiny", *_args(image_folder, run, tiny_overrides, f"monitor.tasks=[{task}]",
-                                                        "monitor.collapse_rank=1e9", "monitor.collapse_checks=2",
-                                                        "monitor.max_overhead=0")]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                "tiny",
+                *_args(
+                    image_folder,
+                    run,
+                    tiny_overrides,
+                    f"monitor.tasks=[{task}]",
+                    "monitor.collapse_rank=1e9",
+                    "monitor.collapse_checks=2",
+                    "monitor.max_overhead=0",
+                ),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     checks = [r for r in _rows(run) if r["rank"]]  # 16 held-out images: a rank of at most 16
     steps = [int(r["step"]) for r in checks]
@@ -63,8 +91,12 @@ def test_cli_run_logs_rank_knn_and_linear_to_csv_and_tensorboard(tmp_path, image
 
 def test_monitor_features_equal_the_benchmarks_for_the_same_checkpoint(tmp_path, image_folder, tiny_overrides, task):
     run = tmp_path / "run"
-    trainer = Trainer(load_config("tiny", _args(image_folder, run, tiny_overrides, f"monitor.tasks=[{task}]",
-                                                "max_steps=2", "monitor.max_images=20")))
+    trainer = Trainer(
+        load_config(
+            "tiny",
+            _args(image_folder, run, tiny_overrides, f"monitor.tasks=[{task}]", "max_steps=2", "monitor.max_images=20"),
+        )
+    )
     trainer.fit()  # leaves the last checkpoint's weights in memory
     enc = encoders.load(f"usjepa:{export_run(run, tmp_path / 'export', which='last')}")
     records = load_task(str(task)).splits["train"]
@@ -78,10 +110,14 @@ def test_monitor_features_equal_the_benchmarks_for_the_same_checkpoint(tmp_path,
 
 def test_monitoring_leaves_training_unchanged(tmp_path, image_folder, tiny_overrides, task):
     runs = {}
-    for name, extra in {"on": ["monitor.every=1", f"monitor.tasks=[{task}]", "monitor.max_overhead=0"],
-                        "off": ["monitor.enabled=false"]}.items():
+    for name, extra in {
+        "on": ["monitor.every=1", f"monitor.tasks=[{task}]", "monitor.max_overhead=0"],
+        "off": ["monitor.enabled=false"],
+    }.items():
         runs[name] = tmp_path / name
-        Trainer(load_config("tiny", _args(image_folder, runs[name], tiny_overrides, "deterministic=true", *extra))).fit()
+        Trainer(
+            load_config("tiny", _args(image_folder, runs[name], tiny_overrides, "deterministic=true", *extra))
+        ).fit()
     a, b = (load_checkpoint(runs[n] / "checkpoints" / "last.pt") for n in ("on", "off"))
     assert all(torch.equal(v, b["model"][k]) for k, v in a["model"].items())
     assert [r["loss"] for r in _rows(runs["on"]) if r["loss"]] == [r["loss"] for r in _rows(runs["off"]) if r["loss"]]
@@ -90,8 +126,15 @@ def test_monitoring_leaves_training_unchanged(tmp_path, image_folder, tiny_overr
 
 def test_best_checkpoint_follows_the_selection_rule_and_the_summary_keeps_both(tmp_path, image_folder, tiny_overrides):
     run = tmp_path / "run"
-    args = _args(image_folder, run, tiny_overrides, "optim.epochs=3", "monitor.select=monitor", "monitor.score=rank",
-                 "monitor.every=0")
+    args = _args(
+        image_folder,
+        run,
+        tiny_overrides,
+        "optim.epochs=3",
+        "monitor.select=monitor",
+        "monitor.score=rank",
+        "monitor.every=0",
+    )
     summary = Trainer(load_config("tiny", args)).fit()
     rows = _rows(run)
     at_val = [r for r in rows if r["val_loss"]]
@@ -100,12 +143,19 @@ def test_best_checkpoint_follows_the_selection_rule_and_the_summary_keeps_both(t
     by_loss = min(at_val, key=lambda r: float(r["val_loss"]))
     sel = json.loads((run / "summary.json").read_text())["selection"]
     assert sel == summary["selection"] and sel["rule"] == "monitor"
-    assert sel["monitor"]["step"] == int(by_rank["step"]) and sel["monitor"]["score"] == pytest.approx(float(by_rank["rank"]))
+    assert sel["monitor"]["step"] == int(by_rank["step"]) and sel["monitor"]["score"] == pytest.approx(
+        float(by_rank["rank"])
+    )
     assert sel["val_loss"]["step"] == int(by_loss["step"])
     assert load_checkpoint(run / "checkpoints" / "best.pt")["step"] == int(by_rank["step"])
     # benchmarks/loss_vs_probe.py reads the same validation points: Spearman(val loss, rank) over the 3 of them
-    out = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "loss_vs_probe.py"), "--runs",
-                          str(run)], check=False, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).parents[1] / "benchmarks" / "loss_vs_probe.py"), "--runs", str(run)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     rho = spearmanr([float(r["val_loss"]) for r in at_val], [float(r["rank"]) for r in at_val])[0]
     cell = re.escape(f"{rho:+.2f} (p=")
@@ -116,8 +166,12 @@ def test_monitor_config_faults_fail_fast(image_folder, tiny_overrides, tmp_path)
     with pytest.raises(ConfigError, match="monitor.select: 'monitor' with monitor.score='linear' needs monitor.tasks"):
         load_config("tiny", _args(image_folder, tmp_path / "r", tiny_overrides, "monitor.select=monitor"))
     with pytest.raises(ConfigError, match="data.val_fraction is 0"):
-        load_config("tiny", _args(image_folder, tmp_path / "r", tiny_overrides, "data.val_fraction=0",
-                                  f"monitor.tasks=[{image_folder}]"))
+        load_config(
+            "tiny",
+            _args(
+                image_folder, tmp_path / "r", tiny_overrides, "data.val_fraction=0", f"monitor.tasks=[{image_folder}]"
+            ),
+        )
     with pytest.raises(ConfigError, match="monitor.every: must be >= 0"):
         load_config("tiny", _args(image_folder, tmp_path / "r", tiny_overrides, "monitor.every=-1"))
     cfg = load_config("tiny", _args(image_folder, tmp_path / "r", tiny_overrides, f"monitor.tasks=[{tmp_path}/none]"))

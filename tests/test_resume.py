@@ -1,4 +1,5 @@
 """Fault tolerance of the training loop, in real subprocesses: SIGKILL at random steps, SIGTERM."""
+
 import csv
 import os
 import random
@@ -19,9 +20,26 @@ from usjepa.weights import file_sha256
 
 
 def _cmd(folder, run, tiny, *extra):
-    return [sys.executable, "-m", "usjepa", "pretrain", "--config", "tiny", *tiny, "method=ijepa", f"out={run}",
-            f"data.sources=[{folder}]", "data.num_workers=0", "optim.batch_size=8", "optim.epochs=3",
-            "data.val_fraction=0.25", "log_every=1", "ckpt_every=1", "deterministic=true", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "usjepa",
+        "pretrain",
+        "--config",
+        "tiny",
+        *tiny,
+        "method=ijepa",
+        f"out={run}",
+        f"data.sources=[{folder}]",
+        "data.num_workers=0",
+        "optim.batch_size=8",
+        "optim.epochs=3",
+        "data.val_fraction=0.25",
+        "log_every=1",
+        "ckpt_every=1",
+        "deterministic=true",
+        *extra,
+    ]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
@@ -56,7 +74,9 @@ def test_sigkill_at_random_steps_then_resume_is_bit_exact(tmp_path, image_folder
     for k in kills:
         rc, out = _run_until(_cmd(image_folder, crash, tiny_overrides), crash, k, signal.SIGKILL)
         assert rc == -signal.SIGKILL, out
-    final = subprocess.run(_cmd(image_folder, crash, tiny_overrides), env=ENV, capture_output=True, text=True, timeout=300)
+    final = subprocess.run(
+        _cmd(image_folder, crash, tiny_overrides), env=ENV, capture_output=True, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stdout + final.stderr
     a, b = load_checkpoint(ref / "checkpoints" / "last.pt"), load_checkpoint(crash / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == total
@@ -79,9 +99,13 @@ def test_sigterm_checkpoints_at_a_step_boundary_and_exits_0(tmp_path, image_fold
     assert _logged_step(run) <= ckpt["step"]  # nothing logged beyond the checkpoint
 
 
-CHANGES = [("method=mae", "method: 'ijepa' -> 'mae'"), ("method=vpixel", "method: 'ijepa' -> 'vpixel'"),
-           ("model.depth=3", "model.depth: 2 -> 3"), ("model.pred_dim=96", "model.pred_dim: 48 -> 96"),
-           ("data.img_size=64", "data.img_size: 32 -> 64")]
+CHANGES = [
+    ("method=mae", "method: 'ijepa' -> 'mae'"),
+    ("method=vpixel", "method: 'ijepa' -> 'vpixel'"),
+    ("model.depth=3", "model.depth: 2 -> 3"),
+    ("model.pred_dim=96", "model.pred_dim: 48 -> 96"),
+    ("data.img_size=64", "data.img_size: 32 -> 64"),
+]
 
 
 def test_restart_with_another_method_or_model_changes_no_file(tmp_path, image_folder, tiny_overrides):

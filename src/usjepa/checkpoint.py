@@ -1,4 +1,5 @@
 """Training checkpoints, written atomically (usjepa.atomic: temp file, fsync, rename, fsync of the folder)."""
+
 from __future__ import annotations
 
 import errno
@@ -31,8 +32,10 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a usjepa checkpoint (expected format '{FORMAT}')")
     missing = [k for k in ("config", "model") if not isinstance(ckpt.get(k), dict)]
     if missing:
-        raise CheckpointError(f"{path}: usjepa checkpoint without {' or '.join(repr(k) for k in missing)}; "
-                              f"it was not written by usjepa pretrain")
+        raise CheckpointError(
+            f"{path}: usjepa checkpoint without {' or '.join(repr(k) for k in missing)}; "
+            f"it was not written by usjepa pretrain"
+        )
     return ckpt
 
 
@@ -41,8 +44,7 @@ def resume_record(config: dict) -> dict:
     input it was built for. Read from the config every checkpoint holds."""
     model = {k: v for k, v in config.get("model", {}).items() if k != "grad_checkpointing"}
     data = config.get("data", {})
-    return {"method": config.get("method"), "model": model,
-            "data": {k: data.get(k) for k in ("img_size", "in_chans")}}
+    return {"method": config.get("method"), "model": model, "data": {k: data.get(k) for k in ("img_size", "in_chans")}}
 
 
 def check_resume(path: str | Path, config: dict) -> dict | None:
@@ -54,15 +56,23 @@ def check_resume(path: str | Path, config: dict) -> dict | None:
     ckpt = load_checkpoint(path)
     old, new = resume_record(ckpt.get("config", {})), resume_record(config)
     changed = [f"{k}: {old[k]!r} -> {new[k]!r}" for k in ("method",) if old[k] != new[k]]
-    changed += [f"{s}.{k}: {old[s].get(k)!r} -> {new[s].get(k)!r}" for s in ("model", "data")
-                for k in sorted(set(old[s]) | set(new[s])) if old[s].get(k) != new[s].get(k)]
+    changed += [
+        f"{s}.{k}: {old[s].get(k)!r} -> {new[s].get(k)!r}"
+        for s in ("model", "data")
+        for k in sorted(set(old[s]) | set(new[s]))
+        if old[s].get(k) != new[s].get(k)
+    ]
     if changed:
-        raise CheckpointError(f"{path}: cannot resume this run with another method or model ({'; '.join(changed)}); "
-                              f"nothing was changed: use a new out= directory, or the run's own config.yaml")
+        raise CheckpointError(
+            f"{path}: cannot resume this run with another method or model ({'; '.join(changed)}); "
+            f"nothing was changed: use a new out= directory, or the run's own config.yaml"
+        )
     lacking = [k for k in TRAINING_STATE if k not in ckpt]
     if lacking:
-        raise CheckpointError(f"{path}: holds weights but not the training state {lacking} a resume needs; use it as a "
-                              "teacher or export it, and train in a new out= directory")
+        raise CheckpointError(
+            f"{path}: holds weights but not the training state {lacking} a resume needs; use it as a "
+            "teacher or export it, and train in a new out= directory"
+        )
     return ckpt
 
 

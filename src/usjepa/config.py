@@ -2,6 +2,7 @@
 
 Unknown keys and wrong types fail before any work, naming the dotted key.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -146,19 +147,27 @@ class MonitorConfig:
 
     enabled: bool = True  # off by itself when data.val_fraction is 0
     every: int = ranged(100, "[0, inf)")  # steps between checks, besides one at each validation; 0: only at validations
-    images: int = ranged(256, "[2, inf)")  # the fixed held-out validation-split images whose features give the effective rank
+    images: int = ranged(
+        256, "[2, inf)"
+    )  # the fixed held-out validation-split images whose features give the effective rank
     tasks: list[str] = field(default_factory=list)  # UltraBench-layout task folders (or names under data_root) to probe
     data_root: str = ""  # where task names are found
     max_images: int = ranged(512, "[2, inf)")  # per task split (train, val): a seeded subset of larger splits
     knn_k: int = ranged(20, "[1, inf)")
-    probe_epochs: int = ranged(30, "[1, inf)")  # the fast linear probe: the benchmark's probe cut to this many epochs ...
+    probe_epochs: int = ranged(
+        30, "[1, inf)"
+    )  # the fast linear probe: the benchmark's probe cut to this many epochs ...
     probe_patience: int = ranged(5, "[1, inf)")  # ... and this patience
     batch_size: int = ranged(64, "[1, inf)")  # feature extraction
     select: Literal["val_loss", "monitor"] = "val_loss"  # what checkpoints/best.pt keeps
     score: Literal["linear", "knn", "rank"] = "linear"  # the monitor score: mean task val macro-F1, or the rank
-    collapse_rank: float = ranged(10.0, "[0, inf)")  # warn when the rank stays below this (random init: 34, collapsed runs: 4-8) ...
+    collapse_rank: float = ranged(
+        10.0, "[0, inf)"
+    )  # warn when the rank stays below this (random init: 34, collapsed runs: 4-8) ...
     collapse_checks: int = ranged(3, "[1, inf)")  # ... for this many checks in a row
-    max_overhead: float = ranged(0.1, "[0, 1)")  # skip a periodic check while monitoring is over this share of wall time; 0: never
+    max_overhead: float = ranged(
+        0.1, "[0, 1)"
+    )  # skip a periodic check while monitoring is over this share of wall time; 0: never
 
 
 @dataclass
@@ -341,7 +350,8 @@ class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml
             try:
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicated key '{key}' (YAML would keep only the last value)", key_node.start_mark)
+                        None, None, f"duplicated key '{key}' (YAML would keep only the last value)", key_node.start_mark
+                    )
                 seen.add(key)
             except TypeError:  # an unhashable key: the base class names it
                 pass
@@ -417,18 +427,32 @@ def validate(cfg: Config) -> None:
         (cfg.out.strip() != "", "out", "must name the run directory, got ''"),
         (cfg.optim.warmup_epochs <= cfg.optim.epochs, "optim.warmup_epochs", "must lie in [0, epochs]"),
         (cfg.data.in_chans in (1, 3), "data.in_chans", f"must be 1 or 3, got {cfg.data.in_chans}"),
-        (cfg.model.pred_dim % cfg.model.pred_heads == 0, "model.pred_dim",
-         f"{cfg.model.pred_dim} is not divisible by model.pred_heads={cfg.model.pred_heads}"),
-        (cfg.model.dec_dim % cfg.model.dec_heads == 0, "model.dec_dim",
-         f"{cfg.model.dec_dim} is not divisible by model.dec_heads={cfg.model.dec_heads}"),
+        (
+            cfg.model.pred_dim % cfg.model.pred_heads == 0,
+            "model.pred_dim",
+            f"{cfg.model.pred_dim} is not divisible by model.pred_heads={cfg.model.pred_heads}",
+        ),
+        (
+            cfg.model.dec_dim % cfg.model.dec_heads == 0,
+            "model.dec_dim",
+            f"{cfg.model.dec_dim} is not divisible by model.dec_heads={cfg.model.dec_heads}",
+        ),
     ]
     if patch:
         n = (cfg.data.img_size // patch) ** 2
         checks += [
-            (cfg.data.img_size % patch == 0, "data.img_size",
-             f"{cfg.data.img_size} is not a multiple of the patch size {patch} (model.patch_size, or the arch's own)"),
-            (cfg.mask.min_keep <= n, "mask.min_keep",
-             f"{cfg.mask.min_keep} exceeds the {n} patches of a {cfg.data.img_size}-px image with {patch}-px patches"),
+            (
+                cfg.data.img_size % patch == 0,
+                "data.img_size",
+                f"{cfg.data.img_size} is not a multiple of the patch size {patch} (model.patch_size, or the arch's "
+                "own)",
+            ),
+            (
+                cfg.mask.min_keep <= n,
+                "mask.min_keep",
+                f"{cfg.mask.min_keep} exceeds the {n} patches of a {cfg.data.img_size}-px image with {patch}-px "
+                "patches",
+            ),
         ]
     for ok, key, msg in checks:
         if not ok:
@@ -444,11 +468,14 @@ def _validate_monitor(cfg: Config) -> None:
     if m.select == "monitor" and not m.enabled:
         raise ConfigError("monitor.select: 'monitor' needs monitor.enabled=true")
     if m.select == "monitor" and m.score != "rank" and not m.tasks:
-        raise ConfigError(f"monitor.select: 'monitor' with monitor.score='{m.score}' needs monitor.tasks "
-                          "(or monitor.score=rank)")
+        raise ConfigError(
+            f"monitor.select: 'monitor' with monitor.score='{m.score}' needs monitor.tasks (or monitor.score=rank)"
+        )
     if m.enabled and cfg.data.val_fraction == 0 and (m.tasks or m.select == "monitor"):
-        raise ConfigError("monitor.tasks: the monitor runs at validations on a held-out batch, but "
-                          "data.val_fraction is 0 (set it > 0, or monitor.enabled=false)")
+        raise ConfigError(
+            "monitor.tasks: the monitor runs at validations on a held-out batch, but "
+            "data.val_fraction is 0 (set it > 0, or monitor.enabled=false)"
+        )
 
 
 def arch_patch_size(arch: str) -> int:

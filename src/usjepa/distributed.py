@@ -1,4 +1,5 @@
 """torchrun environment first, single-process fallback; NCCL on CUDA, gloo on CPU."""
+
 from __future__ import annotations
 
 import os

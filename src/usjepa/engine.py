@@ -74,7 +74,7 @@ class StepEngine:
         total = torch.zeros((), device=self.device)
         for i, batch in enumerate(micro):
             sync = i == len(micro) - 1 or not isinstance(self.model, DDP)
-            with (contextlib.nullcontext() if sync else self.model.no_sync()), self.amp:
+            with contextlib.nullcontext() if sync else self.model.no_sync(), self.amp:
                 loss, _ = self.model(self.to_device(batch))
             (loss * weights[i]).backward()
             total += loss.detach() * weights[i]

@@ -1,4 +1,5 @@
 """`usjepa export`: write a run's backbone as timm-loadable safetensors plus a JSON card (see usjepa.modelio)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     out = export_run(args.run, args.out, args.which)
     card = json.loads((out / CARD).read_text())
-    print(f"exported {card['role']} backbone to {out}\n"
-          f"load with: timm.create_model('{card['arch']}', **{card['timm_kwargs']}) "
-          f"+ load_state_dict(safetensors.torch.load_file('{out / WEIGHTS}'))")
+    print(
+        f"exported {card['role']} backbone to {out}\n"
+        f"load with: timm.create_model('{card['arch']}', **{card['timm_kwargs']}) "
+        f"+ load_state_dict(safetensors.torch.load_file('{out / WEIGHTS}'))"
+    )
     return 0

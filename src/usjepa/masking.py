@@ -11,6 +11,7 @@ A collated batch holds
   tgt_block [B, Nt] long    block id of each target token, -1 on padding
   tgt_keep  [B, Nt] bool    token counts in the loss (not padding; inside the scan region under USrc)
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,10 @@ class MaskCollator:
     def __init__(self, cfg: MaskConfig, img_size: int, patch_size: int, kind: str = "multiblock"):
         """``kind``: "multiblock" (I-JEPA blocks) or "random" (MAE: ``random_ratio`` of patches masked)."""
         if img_size % patch_size:
-            raise ConfigError(f"data.img_size: {img_size} is not a multiple of the patch size {patch_size} "
-                              "(model.patch_size, or the arch's own)")
+            raise ConfigError(
+                f"data.img_size: {img_size} is not a multiple of the patch size {patch_size} "
+                "(model.patch_size, or the arch's own)"
+            )
         self.cfg = cfg
         if kind not in ("multiblock", "random"):
             raise ValueError(f"mask kind must be 'multiblock' or 'random', got '{kind}'")
@@ -60,7 +63,7 @@ class MaskCollator:
             top = rng.integers(0, self.g - h + 1)
             left = rng.integers(0, self.g - w + 1)
             m = np.zeros((self.g, self.g), bool)
-            m[top:top + h, left:left + w] = True
+            m[top : top + h, left : left + w] = True
             m = m.flatten()
             if valid is None:
                 return m
@@ -81,8 +84,9 @@ class MaskCollator:
             return np.sort(perm[:n_keep]), [np.sort(perm[n_keep:])]
         c = self.cfg
         for _ in range(c.max_tries):
-            targets = [self._block(rng, *self._block_size(rng, c.tgt_scale, c.tgt_aspect), valid)
-                       for _ in range(c.n_targets)]
+            targets = [
+                self._block(rng, *self._block_size(rng, c.tgt_scale, c.tgt_aspect), valid) for _ in range(c.n_targets)
+            ]
             ctx = self._block(rng, *self._block_size(rng, c.ctx_scale, c.ctx_aspect), valid)
             for t in targets:
                 ctx &= ~t
@@ -124,7 +128,7 @@ class MaskCollator:
             nc = min(len(c) for c in ctx)
             ctx = [c[:nc] for c in ctx]
             lens = [min(len(m[1][j]) for m in masks) for j in range(n_blocks)]
-            masks = [(c, [t[:lens[j]] for j, t in enumerate(m[1])]) for c, m in zip(ctx, masks)]
+            masks = [(c, [t[: lens[j]] for j, t in enumerate(m[1])]) for c, m in zip(ctx, masks)]
         tgt = [np.concatenate(m[1]) for m in masks]
         blk = [np.concatenate([np.full(len(t), j) for j, t in enumerate(m[1])]) for m in masks]
         b, nc, nt = len(masks), max(len(c) for c in ctx), max(len(t) for t in tgt)
@@ -136,12 +140,12 @@ class MaskCollator:
             "tgt_keep": torch.zeros(b, nt, dtype=torch.bool),
         }
         for i in range(b):
-            out["ctx_idx"][i, :len(ctx[i])] = torch.from_numpy(ctx[i])
-            out["ctx_keep"][i, :len(ctx[i])] = True
-            out["tgt_idx"][i, :len(tgt[i])] = torch.from_numpy(tgt[i])
-            out["tgt_block"][i, :len(tgt[i])] = torch.from_numpy(blk[i])
+            out["ctx_idx"][i, : len(ctx[i])] = torch.from_numpy(ctx[i])
+            out["ctx_keep"][i, : len(ctx[i])] = True
+            out["tgt_idx"][i, : len(tgt[i])] = torch.from_numpy(tgt[i])
+            out["tgt_block"][i, : len(tgt[i])] = torch.from_numpy(blk[i])
             keep = np.ones(len(tgt[i]), bool) if valids[i] is None else valids[i][tgt[i]]
-            out["tgt_keep"][i, :len(tgt[i])] = torch.from_numpy(keep)
+            out["tgt_keep"][i, : len(tgt[i])] = torch.from_numpy(keep)
         return out
 
 

@@ -2,6 +2,7 @@
 
 An export is a folder with ``model.safetensors`` (timm's own keys) and ``card.json`` (how to rebuild and feed it).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,7 @@ def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
     """The backbone of a usjepa training checkpoint, and its card."""
     cfg = config_from_dict(ckpt["config"])
     vit = create_vit(cfg.model.arch, **vit_kwargs(cfg))
-    sd = check_finite({k[len(BACKBONE):]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}, path)
+    sd = check_finite({k[len(BACKBONE) :]: v for k, v in ckpt["model"].items() if k.startswith(BACKBONE)}, path)
     missing, _ = vit.load_state_dict(sd, strict=False)
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks backbone weights {missing[:3]}...")
@@ -48,8 +49,11 @@ def vit_from_checkpoint(ckpt: dict, path) -> tuple[nn.Module, dict]:
         "method": cfg.method,
         "role": method_class(cfg.method).export_role,
         "training": {
-            "step": ckpt["step"], "epoch": ckpt["epoch"], "best_val_loss": ckpt.get("best_val"),
-            "global_batch_size": cfg.optim.batch_size, "seed": cfg.seed,
+            "step": ckpt["step"],
+            "epoch": ckpt["epoch"],
+            "best_val_loss": ckpt.get("best_val"),
+            "global_batch_size": cfg.optim.batch_size,
+            "seed": cfg.seed,
         },
     }
     return vit, card
@@ -78,11 +82,14 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
         card["weights_sha256"] = file_sha256(p / WEIGHTS)
         return model, card
     if p.is_dir() and (p / "checkpoints").is_dir():
-        return load_encoder(p / "export") if (p / "export" / CARD).is_file() else load_encoder(find_checkpoint(p, "best"))
+        return (
+            load_encoder(p / "export") if (p / "export" / CARD).is_file() else load_encoder(find_checkpoint(p, "best"))
+        )
     if p.is_file():
         vit, card = vit_from_checkpoint(load_checkpoint(p), p)
         card["weights_sha256"] = file_sha256(p)
         return vit, card
     found = "is a folder without card.json or checkpoints/" if p.is_dir() else "not found"
-    raise CheckpointError(f"{p}: {found}; expected a usjepa export dir (card.json + model.safetensors), "
-                          "a run dir, or a checkpoint file")
+    raise CheckpointError(
+        f"{p}: {found}; expected a usjepa export dir (card.json + model.safetensors), a run dir, or a checkpoint file"
+    )

@@ -12,6 +12,7 @@ exactly as ``usjepa bench`` computes them for the exported backbone (patch-token
 Only the main process checks; the loop's randomness and weights are untouched, so a run trains alike with or
 without its monitor.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,8 +51,9 @@ class Monitor:
         self.subsets: list[dict[str, np.ndarray]] = []  # positions in task.splits[split] of the images used
         if self.on and main:
             self._load_images(val_dataset, cfg.data.img_size)
-        self.columns = (["rank", *[f"{kind}_{n}" for n in names for kind in ("knn", "linear")], "monitor_s"]
-                        if self.on else [])
+        self.columns = (
+            ["rank", *[f"{kind}_{n}" for n in names for kind in ("knn", "linear")], "monitor_s"] if self.on else []
+        )
         self.setup_s = time.perf_counter() - t0
         self.seconds, self.checks, self.skipped, self.start_time = 0.0, 0, 0, time.perf_counter()
         self.last: tuple[int, dict] | None = None  # (step, row) of the latest check
@@ -62,8 +64,10 @@ class Monitor:
     def _load_images(self, val_dataset, size: int) -> None:
         n = min(self.m.images, len(val_dataset))
         if n < 2:
-            raise ConfigError(f"monitor.images: the validation split holds {n} image(s); the effective rank needs 2 "
-                              "(raise data.val_fraction, or set monitor.enabled=false)")
+            raise ConfigError(
+                f"monitor.images: the validation split holds {n} image(s); the effective rank needs 2 "
+                "(raise data.val_fraction, or set monitor.enabled=false)"
+            )
         self.images = torch.stack([val_dataset[(0, p)]["image"] for p in range(n)])
         for task in self.tasks:
             subset, images = {}, {}
@@ -88,7 +92,7 @@ class Monitor:
         for chunk in images.split(self.m.batch_size):
             x = chunk.to(self.device).expand(-1, self.in_chans, -1, -1)
             tokens = self.vit.forward_features((x - self.mean) / self.std)
-            out.append(tokens[:, self.vit.num_prefix_tokens:].mean(1).float().cpu())
+            out.append(tokens[:, self.vit.num_prefix_tokens :].mean(1).float().cpu())
         self.vit.train(training)
         return torch.cat(out)
 
@@ -127,8 +131,16 @@ class Monitor:
         proba = knn_proba(x["train"].numpy(), y["train"], x["val"].numpy(), task.n_classes, self.m.knn_k)
         knn = scores(y["val"], proba[None], task.n_classes)[0]["macro_f1"]
         cfg = ProbeConfig(max_epochs=self.m.probe_epochs, patience=self.m.probe_patience)
-        probes = fit(x["train"], torch.from_numpy(y["train"]), x["val"], torch.from_numpy(y["val"]), task.n_classes,
-                     [Head(seed=0)], cfg, self.device)
+        probes = fit(
+            x["train"],
+            torch.from_numpy(y["train"]),
+            x["val"],
+            torch.from_numpy(y["val"]),
+            task.n_classes,
+            [Head(seed=0)],
+            cfg,
+            self.device,
+        )
         return {f"knn_{task.name}": knn, f"linear_{task.name}": probes.val_f1[0]}
 
     def _collapse(self, step: int, rank: float) -> None:
@@ -140,9 +152,11 @@ class Monitor:
             return
         self.low += 1
         if self.low == k:
-            tqdm.write(f"step {step}: warning: the feature effective rank ({rank:.1f}) has been below "
-                       f"monitor.collapse_rank={floor:g} for {k} checks in a row: the encoder may be collapsing "
-                       "(training goes on)")
+            tqdm.write(
+                f"step {step}: warning: the feature effective rank ({rank:.1f}) has been below "
+                f"monitor.collapse_rank={floor:g} for {k} checks in a row: the encoder may be collapsing "
+                "(training goes on)"
+            )
 
     # ---- checkpoint selection --------------------------------------------------------------------
     def score(self) -> float | None:
@@ -181,13 +195,23 @@ class Monitor:
     def summary(self) -> dict:
         """The run's checkpoint choices and this process' monitoring cost."""
         wall = time.perf_counter() - self.start_time
-        return {"selection": {"rule": self.m.select, **self.choices},
-                "monitor": {"enabled": self.on, "checks": self.checks, "skipped": self.skipped,
-                            "seconds": round(self.seconds, 3), "setup_s": round(self.setup_s, 3),
-                            "wall_s": round(wall, 3), "overhead": round(self.seconds / wall, 4) if wall else 0.0}}
+        return {
+            "selection": {"rule": self.m.select, **self.choices},
+            "monitor": {
+                "enabled": self.on,
+                "checks": self.checks,
+                "skipped": self.skipped,
+                "seconds": round(self.seconds, 3),
+                "setup_s": round(self.setup_s, 3),
+                "wall_s": round(wall, 3),
+                "overhead": round(self.seconds / wall, 4) if wall else 0.0,
+            },
+        }
 
     def report(self) -> str:
         s = self.summary()["monitor"]
-        return (f"monitor: {s['checks']} checks took {s['seconds']:.1f} s, {100 * s['overhead']:.1f} % of the "
-                f"{s['wall_s']:.0f} s run ({s['skipped']} skipped to stay under "
-                f"{100 * self.m.max_overhead:g} %; setup {s['setup_s']:.1f} s)")
+        return (
+            f"monitor: {s['checks']} checks took {s['seconds']:.1f} s, {100 * s['overhead']:.1f} % of the "
+            f"{s['wall_s']:.0f} s run ({s['skipped']} skipped to stay under "
+            f"{100 * self.m.max_overhead:g} %; setup {s['setup_s']:.1f} s)"
+        )

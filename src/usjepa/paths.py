@@ -1,4 +1,5 @@
 """Output folders named on the command line: created up front, or a ConfigError naming the flag."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Schedules as pure functions of the optimizer step, so that a resume replays them exactly."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The one training loop for every method: DDP, AMP, schedules, atomic checkpoints, exact resume, logs."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,10 +19,10 @@ from usjepa.data.corpus import build_pretrain_loader
 from usjepa.distributed import Dist, all_reduce_sum, barrier, init_distributed, shutdown
 from usjepa.engine import StepEngine
 from usjepa.errors import CheckpointError, UsjepaError
-from usjepa.modelio import FROZEN, export_run
 from usjepa.masking import MaskCollator
 from usjepa.methods import build_method, method_names
 from usjepa.methods.base import Method
+from usjepa.modelio import FROZEN, export_run
 from usjepa.monitor import Monitor
 from usjepa.schedules import learning_rate, weight_decay
 
@@ -85,19 +86,22 @@ class Trainer:
         self.method = build_method(cfg).to(self.d.device)
         o, world = cfg.optim, self.d.world
         if o.batch_size % (world * o.accum_steps):
-            raise ConfigError(f"optim.batch_size: {o.batch_size} is not divisible by world size {world} "
-                              f"x accum_steps {o.accum_steps}")
+            raise ConfigError(
+                f"optim.batch_size: {o.batch_size} is not divisible by world size {world} x accum_steps {o.accum_steps}"
+            )
         collate = MaskCollator(cfg.mask, cfg.data.img_size, self.method.encoder.patch_size, self.method.mask_kind)
         self.loader = build_pretrain_loader(cfg, "train", self.d.rank, world, collate)
         validates = cfg.data.val_fraction > 0
         self.val_loader = build_pretrain_loader(cfg, "val", self.d.rank, world, collate) if validates else None
-        self.monitor = Monitor(cfg, self.method.encoder.vit, self.val_loader.dataset if validates else None,
-                               self.d.device, self.d.main)
+        self.monitor = Monitor(
+            cfg, self.method.encoder.vit, self.val_loader.dataset if validates else None, self.d.device, self.d.main
+        )
         self.columns = METRICS + self.monitor.columns
         self.steps_per_epoch = len(self.loader) // o.accum_steps
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"data.sources: too few samples for one step of global batch {o.batch_size} "
-                              f"on {world} process(es)")
+            raise ConfigError(
+                f"data.sources: too few samples for one step of global batch {o.batch_size} on {world} process(es)"
+            )
         self.total = o.epochs * self.steps_per_epoch
         self.warmup = round(o.warmup_epochs * self.steps_per_epoch)
         self.engine = StepEngine(self.method, world, cfg.compile)
@@ -113,9 +117,15 @@ class Trainer:
         if not self.d.main:
             return
         state = {
-            "format": FORMAT, "config": to_dict(self.cfg), "model": trainable_state(self.method),
-            "optimizer": self.optimizer.state_dict(), "step": self.step, "epoch": self.epoch,
-            "bad_steps": self.bad, "best_val": self.best_val, "rng": torch.get_rng_state(),
+            "format": FORMAT,
+            "config": to_dict(self.cfg),
+            "model": trainable_state(self.method),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "bad_steps": self.bad,
+            "best_val": self.best_val,
+            "rng": torch.get_rng_state(),
             "monitor": self.monitor.state_dict(),
         }
         if torch.cuda.is_available():
@@ -130,8 +140,10 @@ class Trainer:
         missing, unexpected = self.method.load_state_dict(ckpt["model"], strict=False)
         wrong = [k for k in missing if not k.startswith(FROZEN)] + list(unexpected)
         if wrong:
-            raise CheckpointError(f"{path}: does not fit this run's model (e.g. {wrong[:3]}); "
-                                  f"the config changed since it was written: use a new out= directory")
+            raise CheckpointError(
+                f"{path}: does not fit this run's model (e.g. {wrong[:3]}); "
+                f"the config changed since it was written: use a new out= directory"
+            )
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.step, self.epoch, self.bad = ckpt["step"], ckpt["epoch"], ckpt["bad_steps"]
         self.best_val = ckpt["best_val"]
@@ -213,13 +225,23 @@ class Trainer:
                 if self.bad >= cfg.max_bad_steps:
                     raise TrainingStopped(
                         f"stopping after {self.bad} consecutive non-finite steps (max_bad_steps={cfg.max_bad_steps}); "
-                        f"the last good checkpoint is {self._ckpt_path('last')}")
+                        f"the last good checkpoint is {self._ckpt_path('last')}"
+                    )
             self.step += 1
             self.bar.update(1)
             if self.step % cfg.log_every == 0 and n_ok:
                 mean = (all_reduce_sum(run_loss / n_ok) / self.d.world).item()  # the mean over ranks
-                self._log({"step": self.step, "epoch": self.epoch, "lr": lr, "wd": wd, "loss": mean,
-                           "img_per_s": n_ok * o.batch_size / (time.perf_counter() - t0), "bad_steps": self.bad})
+                self._log(
+                    {
+                        "step": self.step,
+                        "epoch": self.epoch,
+                        "lr": lr,
+                        "wd": wd,
+                        "loss": mean,
+                        "img_per_s": n_ok * o.batch_size / (time.perf_counter() - t0),
+                        "bad_steps": self.bad,
+                    }
+                )
                 self.bar.set_postfix(loss=f"{mean:.4f}")
                 run_loss, n_ok, t0 = torch.zeros_like(run_loss), 0, time.perf_counter()
             if self.monitor.due(self.step):
@@ -233,8 +255,10 @@ class Trainer:
                 return "preempted"
             if at_epoch_end or self.step >= stop_at:
                 return "running"
-        raise ConfigError(f"data.sources: the loader ended before epoch {self.epoch} was complete: the sources hold "
-                          f"fewer samples than when {self._ckpt_path('last')} was written; use a new out= directory")
+        raise ConfigError(
+            f"data.sources: the loader ended before epoch {self.epoch} was complete: the sources hold "
+            f"fewer samples than when {self._ckpt_path('last')} was written; use a new out= directory"
+        )
 
     def fit(self) -> dict:
         from torch.utils.tensorboard import SummaryWriter
@@ -269,8 +293,12 @@ class Trainer:
             if not self._ckpt_path("best").is_file():
                 self._save("best")
             export_run(self.out, which="best")
-        summary = {"status": "preempted" if status == "preempted" else "done", "step": self.step,
-                   "best_val": self.best_val, "out": str(self.out)} | self.monitor.summary()
+        summary = {
+            "status": "preempted" if status == "preempted" else "done",
+            "step": self.step,
+            "best_val": self.best_val,
+            "out": str(self.out),
+        } | self.monitor.summary()
         if self.d.main:
             (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
             if self.monitor.on:
@@ -300,8 +328,9 @@ def train(cfg: Config) -> dict:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = f"methods (the config's method=): {', '.join(method_names())}"
-    p.add_argument("--config", required=True,
-                   help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)")
+    p.add_argument(
+        "--config", required=True, help="a YAML file or the name of a shipped config (tiny, salt_vitb16, ...)"
+    )
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 data.sources=[dir1,dir2]")
 
 

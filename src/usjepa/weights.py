@@ -1,4 +1,5 @@
 """Safe reading of user weights files: safetensors, or torch.load(weights_only=True). Never a full unpickle."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,8 @@ from usjepa.errors import CheckpointError
 
 CONVERT_HINT = (
     "convert it once, in an environment you trust: unpickle it there, take its state dict "
-    "(often under 'state_dict' or 'model'), and write it with safetensors.torch.save_file(state_dict, 'OUT.safetensors')"
+    "(often under 'state_dict' or 'model'), and write it with safetensors.torch.save_file(state_dict, "
+    "'OUT.safetensors')"
 )
 
 
@@ -42,8 +44,10 @@ def load_weights(path: str | Path, expected: str = "a weights file", convert: st
             raise CheckpointError(f"{p}: not a valid safetensors file ({e}); it may be truncated") from None
     what = sniff(p)
     if what is not None:
-        raise CheckpointError(f"{p}: this is {what}, not {expected} (expected a .safetensors file or a PyTorch "
-                              f"checkpoint written by torch.save)")
+        raise CheckpointError(
+            f"{p}: this is {what}, not {expected} (expected a .safetensors file or a PyTorch "
+            f"checkpoint written by torch.save)"
+        )
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -59,13 +63,22 @@ def check_finite(sd: dict, path: str | Path) -> dict:
     """``sd`` unchanged; a CheckpointError naming the file and the first tensors when any weight is NaN or infinite."""
     bad = [k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point() and not v.isfinite().all()]
     if bad:
-        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[:3]}); "
-                              "the run diverged before this checkpoint: use an earlier one, or retrain with a lower optim.lr")
+        raise CheckpointError(
+            f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. {bad[:3]}); "
+            "the run diverged before this checkpoint: use an earlier one, or retrain with a lower optim.lr"
+        )
     return sd
 
 
-SIGNATURES = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"II*\x00": "a TIFF image",
-              b"MM\x00*": "a TIFF image", b"BM": "a BMP image", b"%PDF": "a PDF"}
+SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"II*\x00": "a TIFF image",
+    b"MM\x00*": "a TIFF image",
+    b"BM": "a BMP image",
+    b"%PDF": "a PDF",
+}
 
 
 def sniff(p: Path) -> str | None:
@@ -83,7 +96,9 @@ def sniff(p: Path) -> str | None:
         if e.start < len(head) - 3:  # not a character cut at the end of the 512 bytes
             return None
         text = head[: e.start].decode("utf-8")
-    return "a text file (CSV, JSON or similar)" if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
+    return (
+        "a text file (CSV, JSON or similar)" if text and all(c.isprintable() or c in "\r\n\t" for c in text) else None
+    )
 
 
 def state_dict_from(obj: dict, path: str | Path) -> dict:

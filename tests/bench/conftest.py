@@ -1,5 +1,6 @@
 """Tiny fabricated inputs for the benchmark tests: a usjepa export (4-block ViT-Tiny, 32 px, patch 8, 1 channel) and
 SynthUS-like task folders in the UltraBench layout: noise, noise + a bright blob, noise + stripes."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,17 @@ def write_export(out: Path, card_img_size: int = 32, seed: int = 1) -> Path:
     torch.manual_seed(seed)
     model = timm.create_model("vit_tiny_patch16_224", **VIT_KWARGS)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    card = {"arch": "vit_tiny_patch16_224", "timm_kwargs": VIT_KWARGS, "img_size": card_img_size, "patch_size": 8,
-            "in_chans": 1, "mean": [0.5], "std": [0.5], "method": "salt",
-            "weights_sha256": file_sha256(out / "model.safetensors")}
+    card = {
+        "arch": "vit_tiny_patch16_224",
+        "timm_kwargs": VIT_KWARGS,
+        "img_size": card_img_size,
+        "patch_size": 8,
+        "in_chans": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "method": "salt",
+        "weights_sha256": file_sha256(out / "model.safetensors"),
+    }
     (out / "card.json").write_text(json.dumps(card))
     return out
 
@@ -41,7 +50,9 @@ def blob_image(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_task(folder: Path, n_patients: int = 12, per_patient: int = 6, n_test_patients: int = 4, seed: int = 0) -> Path:
+def write_task(
+    folder: Path, n_patients: int = 12, per_patient: int = 6, n_test_patients: int = 4, seed: int = 0
+) -> Path:
     """Main layout (train_val.json + test.json), 3 classes, patient groups, scan masks, version.txt."""
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -56,8 +67,14 @@ def write_task(folder: Path, n_patients: int = 12, per_patient: int = 6, n_test_
             Image.fromarray(blob_image(rng, label)).save(folder / "images" / name)
             Image.fromarray(mask).save(folder / "masks" / "scan" / name)
             splits["train_val" if p < n_patients else "test"].append(
-                {"patient": p, "class": f"c{label}", "label": label, "image": f"images/{name}",
-                 "scan_mask": f"masks/scan/{name}"})
+                {
+                    "patient": p,
+                    "class": f"c{label}",
+                    "label": label,
+                    "image": f"images/{name}",
+                    "scan_mask": f"masks/scan/{name}",
+                }
+            )
     for split, entries in splits.items():
         (folder / f"{split}.json").write_text(json.dumps(entries, indent=1))
     (folder / "version.txt").write_text("UltraBench Version: 1.0.1\nCreated: test\n")

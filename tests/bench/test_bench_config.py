@@ -1,5 +1,6 @@
 """`usjepa bench --config`: display names, the resolved config beside the results, flags as overrides, typed keys;
 CIs in every artefact and the paired-comparison matrix."""
+
 from __future__ import annotations
 
 import csv
@@ -23,9 +24,15 @@ def data(tmp_path_factory):
 
 
 def _yaml(tmp_path, data, **extra) -> str:
-    tree = {"encoders": [{"name": "Pixels 4", "spec": "pixels:4"}, {"spec": "pixels:2"}], "tasks": ["synthus_lesion"],
-            "data_root": str(data), "protocols": ["linear"], "seeds": 2, "out": str(tmp_path / "out"),
-            "grid": {"lrs": [1e-3, 1e-2]}} | extra
+    tree = {
+        "encoders": [{"name": "Pixels 4", "spec": "pixels:4"}, {"spec": "pixels:2"}],
+        "tasks": ["synthus_lesion"],
+        "data_root": str(data),
+        "protocols": ["linear"],
+        "seeds": 2,
+        "out": str(tmp_path / "out"),
+        "grid": {"lrs": [1e-3, 1e-2]},
+    } | extra
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(tree))
     return str(path)
@@ -35,7 +42,9 @@ def test_config_file_runs_with_display_names_and_saves_the_resolved_config(tmp_p
     assert main(["bench", "--config", _yaml(tmp_path, data), "--seeds", "3"]) == 0  # the flag overrides the file
     out = tmp_path / "out"
     results = json.loads((out / "results.json").read_text())
-    assert list(results["encoders"]) == ["Pixels 4", "pixels:2"] and results["encoders"]["Pixels 4"]["spec"] == "pixels:4"
+    assert (
+        list(results["encoders"]) == ["Pixels 4", "pixels:2"] and results["encoders"]["Pixels 4"]["spec"] == "pixels:4"
+    )
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 * 3 and {r["encoder"] for r in rows} == {"Pixels 4", "pixels:2"}
@@ -57,19 +66,24 @@ def test_config_file_runs_with_display_names_and_saves_the_resolved_config(tmp_p
 
 
 def test_paper_preset_is_one_lr_and_labelled(tmp_path, data):
-    assert main(["bench", "--config", _yaml(tmp_path, data, grid={}), "--protocol-preset", "paper", "--seeds", "1"]) == 0
+    assert (
+        main(["bench", "--config", _yaml(tmp_path, data, grid={}), "--protocol-preset", "paper", "--seeds", "1"]) == 0
+    )
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["protocol"]["grid"]["lrs"] == [1e-3] and {r["lr"] for r in results["rows"]} == {1e-3}
     assert "probe preset 'paper'" in (tmp_path / "out" / "leaderboard.md").read_text()
 
 
-@pytest.mark.parametrize("extra, message", [
-    ({"grid": {"lrz": [1]}}, r"unknown config key 'grid\.lrz'"),
-    ({"encoders": [{"spec": "pixels:4", "nmae": "x"}]}, r"unknown config key 'encoders\[0\]\.nmae'"),
-    ({"seeds": "five"}, r"seeds: expected an integer"),
-    ({"protocol_preset": "dinov2"}, r"protocol_preset: unknown 'dinov2' \(choose from grid, paper\)"),
-    ({"encoders": [{"spec": "pixels:4"}, {"spec": "pixels:4"}]}, r"display names must differ"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ({"grid": {"lrz": [1]}}, r"unknown config key 'grid\.lrz'"),
+        ({"encoders": [{"spec": "pixels:4", "nmae": "x"}]}, r"unknown config key 'encoders\[0\]\.nmae'"),
+        ({"seeds": "five"}, r"seeds: expected an integer"),
+        ({"protocol_preset": "dinov2"}, r"protocol_preset: unknown 'dinov2' \(choose from grid, paper\)"),
+        ({"encoders": [{"spec": "pixels:4"}, {"spec": "pixels:4"}]}, r"display names must differ"),
+    ],
+)
 def test_bad_config_keys_fail_naming_the_key(tmp_path, data, capsys, extra, message):
     assert main(["bench", "--config", _yaml(tmp_path, data, **extra)]) == 2
     err = capsys.readouterr().err
@@ -85,9 +99,17 @@ def test_display_names_are_readable():
 
 def test_grid_chooses_among_a_vits_poolings_and_robustness_reuses_the_choice(tmp_path, data):
     export = write_export(tmp_path / "export")
-    tree = {"encoders": [{"name": "ViT", "spec": f"usjepa:{export}"}], "tasks": ["synthus_lesion"], "data_root": str(data),
-            "protocols": ["linear", "robust"], "seeds": 2, "out": str(tmp_path / "out"), "corruptions": ["blur"],
-            "severities": [3], "grid": {"lrs": [1e-2], "cs": [0.1, 10.0]}}
+    tree = {
+        "encoders": [{"name": "ViT", "spec": f"usjepa:{export}"}],
+        "tasks": ["synthus_lesion"],
+        "data_root": str(data),
+        "protocols": ["linear", "robust"],
+        "seeds": 2,
+        "out": str(tmp_path / "out"),
+        "corruptions": ["blur"],
+        "severities": [3],
+        "grid": {"lrs": [1e-2], "cs": [0.1, 10.0]},
+    }
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree))
     assert main(["bench", "--config", str(tmp_path / "b.yaml")]) == 0
     results = json.loads((tmp_path / "out" / "results.json").read_text())

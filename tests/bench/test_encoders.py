@@ -1,5 +1,6 @@
 """Encoder registry: usjepa exports, random and pixel baselines, EfficientNet-Lite0's real weights, the USFM, URFM and
 DINO layouts, and the error messages."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,14 @@ def test_usjepa_export_and_poolings(export_dir):
     assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (32, 1, (0.5,), "mean")
     x = enc.normalise(torch.rand(2, 1, 32, 32))
     dims = {p: enc.features(x, p).shape for p in enc.poolings}
-    assert dims == {"cls": (2, 192), "mean": (2, 192), "cls+mean": (2, 384), "last4": (2, 5 * 192),
-                    "cls+mean-last4": (2, 4 * 384), "head": (2, 192)}
+    assert dims == {
+        "cls": (2, 192),
+        "mean": (2, 192),
+        "cls+mean": (2, 384),
+        "last4": (2, 5 * 192),
+        "cls+mean-last4": (2, 4 * 384),
+        "head": (2, 192),
+    }
     assert enc.features(x, "cls+mean")[:, 192:].allclose(enc.features(x, "mean"))
     assert registry.load(f"usjepa:{export_dir}").fingerprint == enc.fingerprint
     with pytest.raises(ConfigError, match="pooling 'max' not offered"):
@@ -33,7 +40,9 @@ def test_usjepa_export_and_poolings(export_dir):
 
 def test_random_baseline_takes_the_export_architecture(export_dir):
     rnd, trained = registry.load(f"random:{export_dir}"), registry.load(f"usjepa:{export_dir}")
-    assert rnd.fingerprint != trained.fingerprint and rnd.fingerprint == registry.load(f"random:{export_dir}").fingerprint
+    assert (
+        rnd.fingerprint != trained.fingerprint and rnd.fingerprint == registry.load(f"random:{export_dir}").fingerprint
+    )
     assert (rnd.img_size, rnd.in_chans, rnd.weights_sha256) == (32, 1, None)
     assert registry.load("random:resnet10t").poolings == ("head",)
 
@@ -64,20 +73,38 @@ def test_effnet_lite0_real_weights_see_espresso():
     assert enc.features(enc.normalise(x)).shape == (1, 1280)
 
 
-@pytest.mark.parametrize("spec, error, message", [
-    ("usfm:/nope/usfm.safetensors", CheckpointError, r"usfm:/nope/usfm.safetensors: weights file /nope/usfm.safetensors not "
-                                                     r"found; expected the USFM ViT-B/16 weights .*github.com/openmedlab/USFM"),
-    ("urfm:/nope/urfm.pth", CheckpointError, r"weights file /nope/urfm.pth not found; expected the URFM ViT-B/16 weights"),
-    ("timm:vit_small_patch16_224@/nope/w.safetensors", CheckpointError,
-     r"weights file /nope/w.safetensors not found.*huggingface.co/timm/vit_small_patch16_224"),
-    ("usjepa:/nope/run", CheckpointError, r"/nope/run: not found; expected a usjepa export dir"),
-    ("hf:/nope/dinov2", CheckpointError, r"/nope/dinov2/config.json not found; expected a folder written by transformers"),
-    ("dinov9:x", ConfigError, r"encoder 'dinov9:x': expected one of"),
-    ("effnet-lite0:big", ConfigError, r"effnet-lite0\[:SIZE\] takes an image size in pixels"),
-    ("random:no_such_arch", ConfigError, r"random:no_such_arch: unknown timm architecture"),
-    ("pixels:0", ConfigError, r"encoder 'pixels:0': pixels:K takes a grid size K from 1 to 64"),
-    ("pixels:eight", ConfigError, r"pixels:K takes a grid size"),
-])
+@pytest.mark.parametrize(
+    "spec, error, message",
+    [
+        (
+            "usfm:/nope/usfm.safetensors",
+            CheckpointError,
+            r"usfm:/nope/usfm.safetensors: weights file /nope/usfm.safetensors not "
+            r"found; expected the USFM ViT-B/16 weights .*github.com/openmedlab/USFM",
+        ),
+        (
+            "urfm:/nope/urfm.pth",
+            CheckpointError,
+            r"weights file /nope/urfm.pth not found; expected the URFM ViT-B/16 weights",
+        ),
+        (
+            "timm:vit_small_patch16_224@/nope/w.safetensors",
+            CheckpointError,
+            r"weights file /nope/w.safetensors not found.*huggingface.co/timm/vit_small_patch16_224",
+        ),
+        ("usjepa:/nope/run", CheckpointError, r"/nope/run: not found; expected a usjepa export dir"),
+        (
+            "hf:/nope/dinov2",
+            CheckpointError,
+            r"/nope/dinov2/config.json not found; expected a folder written by transformers",
+        ),
+        ("dinov9:x", ConfigError, r"encoder 'dinov9:x': expected one of"),
+        ("effnet-lite0:big", ConfigError, r"effnet-lite0\[:SIZE\] takes an image size in pixels"),
+        ("random:no_such_arch", ConfigError, r"random:no_such_arch: unknown timm architecture"),
+        ("pixels:0", ConfigError, r"encoder 'pixels:0': pixels:K takes a grid size K from 1 to 64"),
+        ("pixels:eight", ConfigError, r"pixels:K takes a grid size"),
+    ],
+)
 def test_missing_weights_and_bad_specs_say_what_is_expected(spec, error, message):
     with pytest.raises(error, match=message):
         registry.load(spec)
@@ -93,26 +120,33 @@ def test_hf_without_transformers_is_a_clear_error(tmp_path, monkeypatch):
 @pytest.mark.parametrize("family, registers", [("dinov2", 0), ("dinov3", 4)])
 def test_hf_dino_saved_locally_loads_with_its_input_size_and_register_tokens(tmp_path, family, registers):
     import transformers  # in the test extra
+
     small = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64)
     if family == "dinov2":
         model = transformers.Dinov2Model(transformers.Dinov2Config(image_size=28, patch_size=14, **small))
     else:
-        model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(image_size=32, patch_size=16,
-                                                                        num_register_tokens=registers, **small))
+        model = transformers.DINOv3ViTModel(
+            transformers.DINOv3ViTConfig(image_size=32, patch_size=16, num_register_tokens=registers, **small)
+        )
     model.eval().save_pretrained(tmp_path)
     size = model.config.image_size
-    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
-        {"crop_size": {"height": size, "width": size}, "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.2, 0.2]}))
+    (tmp_path / "preprocessor_config.json").write_text(
+        json.dumps(
+            {"crop_size": {"height": size, "width": size}, "image_mean": [0.4, 0.5, 0.6], "image_std": [0.2, 0.2, 0.2]}
+        )
+    )
     enc = registry.load(f"hf:{tmp_path}")
     assert (enc.img_size, enc.in_chans, enc.mean, enc.pooling) == (size, 3, (0.4, 0.5, 0.6), "cls")
     x = torch.rand(2, 3, size, size)
     with torch.inference_mode():
         tokens = model(pixel_values=x).last_hidden_state
         assert torch.allclose(enc.features(x, "cls"), tokens[:, 0], atol=1e-5)
-        assert torch.allclose(enc.features(x, "mean"), tokens[:, 1 + registers:].mean(1), atol=1e-5)  # patches only
+        assert torch.allclose(enc.features(x, "mean"), tokens[:, 1 + registers :].mean(1), atol=1e-5)  # patches only
         last4 = enc.features(x, "cls+mean-last4")  # the per-block variant; last4 is DINOv2's (tests/encoders)
         assert last4.shape == (2, 4 * 2 * 32)
-        assert torch.allclose(last4[:, -64:], torch.cat([tokens[:, 0], tokens[:, 1 + registers:].mean(1)], 1), atol=1e-5)
+        assert torch.allclose(
+            last4[:, -64:], torch.cat([tokens[:, 0], tokens[:, 1 + registers :].mean(1)], 1), atol=1e-5
+        )
 
 
 def test_weights_that_do_not_fit_name_the_tensor(tmp_path):
@@ -123,7 +157,9 @@ def test_weights_that_do_not_fit_name_the_tensor(tmp_path):
 
 def test_input_size_mismatch_is_caught_before_any_work(tmp_path):
     bad = write_export(tmp_path / "bad", card_img_size=48)  # the card says 48 px, the model was built for 32
-    with pytest.raises(CheckpointError, match=r"usjepa:.*bad: encoder rejects its declared input 1x48x48 \(input-size mismatch"):
+    with pytest.raises(
+        CheckpointError, match=r"usjepa:.*bad: encoder rejects its declared input 1x48x48 \(input-size mismatch"
+    ):
         registry.load(f"usjepa:{bad}")
 
 
@@ -140,7 +176,9 @@ def test_fingerprint_sees_one_changed_byte(export_dir, tmp_path):
 
 def test_usfm_release_layout_loads_as_usfm_fine_tunes_it(tmp_path):
     """BEiT pretraining layout: one shared relative-position table, a final norm, MIM-only tensors, a wrapper prefix."""
-    beit = dict(pretrained=False, num_classes=0, use_abs_pos_emb=False, use_rel_pos_bias=False, use_shared_rel_pos_bias=True)
+    beit = dict(
+        pretrained=False, num_classes=0, use_abs_pos_emb=False, use_rel_pos_bias=False, use_shared_rel_pos_bias=True
+    )
     torch.manual_seed(0)
     pre = timm.create_model("beit_base_patch16_224", global_pool="token", **beit)
     with torch.no_grad():
@@ -150,7 +188,9 @@ def test_usfm_release_layout_loads_as_usfm_fine_tunes_it(tmp_path):
     save_file(release, str(tmp_path / "usfm.safetensors"))
     enc = registry.load(f"usfm:{tmp_path / 'usfm.safetensors'}")
     ref = timm.create_model("beit_base_patch16_224", global_pool="avg", **beit).eval()  # mean pooling, fresh fc_norm
-    missing, _ = ref.load_state_dict({k: v for k, v in pre.state_dict().items() if not k.startswith("norm.")}, strict=False)
+    missing, _ = ref.load_state_dict(
+        {k: v for k, v in pre.state_dict().items() if not k.startswith("norm.")}, strict=False
+    )
     assert missing == ["fc_norm.weight", "fc_norm.bias"]
     x = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():
@@ -188,9 +228,17 @@ def test_patch_maps_leave_out_prefix_tokens_and_declare_their_stride(export_dir)
 def test_hf_patch_map_drops_cls_and_register_tokens(tmp_path):
     import transformers
 
-    model = transformers.DINOv3ViTModel(transformers.DINOv3ViTConfig(
-        image_size=32, patch_size=16, num_register_tokens=4, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64)).eval()
+    model = transformers.DINOv3ViTModel(
+        transformers.DINOv3ViTConfig(
+            image_size=32,
+            patch_size=16,
+            num_register_tokens=4,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+    ).eval()
     model.save_pretrained(tmp_path)
     enc = registry.load(f"hf:{tmp_path}")
     x = torch.rand(2, 3, 64, 64)  # RoPE: another input size gives a larger grid

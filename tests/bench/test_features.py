@@ -1,4 +1,5 @@
 """Feature extraction and its cache: keys cover weights, split, preprocessing, pooling and corruption."""
+
 from __future__ import annotations
 
 import torch
@@ -18,9 +19,13 @@ def test_cached_features_are_reused_and_keys_separate_inputs(export_dir, task_ro
     assert first.shape == (24, 192) and (cache.hits, cache.misses) == (0, 1)
     assert torch.equal(task_features(cache, enc, task, "test", "mean"), first) and cache.hits == 1
     torch.testing.assert_close(first, extract(enc, task.splits["test"], "mean", batch_size=5))  # batching-independent
-    keys = {str(feature_key(enc, task, "test", "mean", None)), str(feature_key(enc, task, "val", "mean", None)),
-            str(feature_key(enc, task, "test", "cls", None)), str(feature_key(enc, task, "test", "mean", ("blur", 1))),
-            str(feature_key(registry.load(f"random:{export_dir}"), task, "test", "mean", None))}
+    keys = {
+        str(feature_key(enc, task, "test", "mean", None)),
+        str(feature_key(enc, task, "val", "mean", None)),
+        str(feature_key(enc, task, "test", "cls", None)),
+        str(feature_key(enc, task, "test", "mean", ("blur", 1))),
+        str(feature_key(registry.load(f"random:{export_dir}"), task, "test", "mean", None)),
+    }
     assert len(keys) == 5
 
 

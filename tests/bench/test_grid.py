@@ -1,5 +1,6 @@
 """The probe grid: lr x L2 x pooling heads chosen on validation; within 2 points of sklearn's LogisticRegression
 (C chosen on the same validation split) on fixed features, where the paper's single-lr early-stopped probe is not."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,8 +32,15 @@ def _sklearn(x: dict, y: dict) -> float:
 
 def _probe(x: dict, y: dict, n_classes: int, grid: ProbeGrid, seeds: int = 3) -> float:
     t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in x.items()}
-    probes = fit_grid({"f": t["train"]}, torch.as_tensor(y["train"]), {"f": t["val"]}, torch.as_tensor(y["val"]),
-                      n_classes, [Head(s) for s in range(seeds)], grid)
+    probes = fit_grid(
+        {"f": t["train"]},
+        torch.as_tensor(y["train"]),
+        {"f": t["val"]},
+        torch.as_tensor(y["val"]),
+        n_classes,
+        [Head(s) for s in range(seeds)],
+        grid,
+    )
     proba = probes.proba({"f": t["test"]}, select(probes)).numpy()
     return float(np.mean([s["macro_f1"] for s in scores(y["test"], proba, n_classes)]))
 
@@ -62,8 +70,13 @@ def test_grid_probe_within_2_points_of_sklearn(features):
         (x, y), classes = _digits(), 10
     else:
         classes = int(features[-1])
-        x, y = _gaussian({2: 200, 3: 300, 4: 600}[classes], {2: 32, 3: 64, 4: 128}[classes], classes,
-                         {2: 0.5, 3: 0.6, 4: 0.4}[classes], classes)
+        x, y = _gaussian(
+            {2: 200, 3: 300, 4: 600}[classes],
+            {2: 32, 3: 64, 4: 128}[classes],
+            classes,
+            {2: 0.5, 3: 0.6, 4: 0.4}[classes],
+            classes,
+        )
     ref = _sklearn(x, y)
     ours = _probe(x, y, classes, PRESETS["grid"])
     assert abs(ours - ref) <= 0.02, (ours, ref)
@@ -83,8 +96,15 @@ def test_without_early_stopping_heads_train_every_epoch_and_keep_the_last():
     x, y = _gaussian(100, 8, 2, 1.0, 0)
     t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in x.items()}
     cfg = ProbeConfig(max_epochs=7, early_stopping=False)
-    probes = fit(t["train"], torch.as_tensor(y["train"]), t["val"], torch.as_tensor(y["val"]), 2,
-                 [Head(0, 1.0, 1e-2, l2) for l2 in (0.0, 1.0)], cfg)
+    probes = fit(
+        t["train"],
+        torch.as_tensor(y["train"]),
+        t["val"],
+        torch.as_tensor(y["val"]),
+        2,
+        [Head(0, 1.0, 1e-2, l2) for l2 in (0.0, 1.0)],
+        cfg,
+    )
     assert probes.best_epoch == [7, 7] and probes.epochs_run == [7, 7]
     assert probes.weight[1].norm() < probes.weight[0].norm()  # the L2 penalty shrinks the weights
 
@@ -93,8 +113,9 @@ def test_ties_on_validation_macro_f1_go_to_the_lower_validation_loss():
     x, y = _gaussian(200, 16, 2, 8.0, 1)  # separable: every head scores 1.0 on validation
     t = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in x.items()}
     grid = ProbeGrid(lrs=(1e-2, 1e-1), cs=(), poolings=(), probe=ProbeConfig(max_epochs=20, early_stopping=False))
-    probes = fit_grid({"f": t["train"]}, torch.as_tensor(y["train"]), {"f": t["val"]}, torch.as_tensor(y["val"]), 2,
-                      [Head(0)], grid)
+    probes = fit_grid(
+        {"f": t["train"]}, torch.as_tensor(y["train"]), {"f": t["val"]}, torch.as_tensor(y["val"]), 2, [Head(0)], grid
+    )
     (i,) = select(probes)
     loss = probes.fits[0].val_loss
     assert probes.val_f1 == [1.0, 1.0] and i == int(np.argmin(loss)) and loss[0] != loss[1]

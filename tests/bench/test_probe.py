@@ -1,4 +1,5 @@
 """The batched linear probe: correctness against torch and sklearn, batching equivalence, validation-only selection."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +11,17 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, r
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from usjepa.bench.probe import (Head, ProbeConfig, _adamw_step, chance_macro_f1, fewshot_subset, fit, macro_f1, scores,
-                                select)
+from usjepa.bench.probe import (
+    Head,
+    ProbeConfig,
+    _adamw_step,
+    chance_macro_f1,
+    fewshot_subset,
+    fit,
+    macro_f1,
+    scores,
+    select,
+)
 
 
 def _blobs(n: int, seed: int, dim: int = 16, classes: int = 4, sep: float = 4.0):
@@ -49,7 +59,13 @@ def test_within_2_points_of_sklearn_logistic_regression(digits):
 
 def test_batched_heads_end_exactly_as_if_trained_alone(digits):
     xtr, ytr, xva, yva, *_ = digits
-    heads = [Head(0, 1.0), Head(1, 0.05), Head(2, 0.5, lr=3e-3), Head(3, 0.05), Head(4, 1.0)]  # seeds of a fraction share a sort
+    heads = [
+        Head(0, 1.0),
+        Head(1, 0.05),
+        Head(2, 0.5, lr=3e-3),
+        Head(3, 0.05),
+        Head(4, 1.0),
+    ]  # seeds of a fraction share a sort
     cfg = ProbeConfig(max_epochs=30)
     together = fit(xtr, ytr, xva, yva, 10, heads, cfg)
     for i, h in enumerate(heads):
@@ -103,9 +119,11 @@ def test_scores_match_sklearn(n_classes):
     for p, s in zip(proba, scores(y, proba, n_classes)):
         pred = p.argmax(1)
         auc = roc_auc_score(y, p[:, 1]) if n_classes == 2 else roc_auc_score(y, p, multi_class="ovr")
-        np.testing.assert_allclose([s["macro_f1"], s["acc"], s["bal_acc"], s["auroc"]],
-                                   [f1_score(y, pred, average="macro"), accuracy_score(y, pred),
-                                    balanced_accuracy_score(y, pred), auc], rtol=1e-9)
+        np.testing.assert_allclose(
+            [s["macro_f1"], s["acc"], s["bal_acc"], s["auroc"]],
+            [f1_score(y, pred, average="macro"), accuracy_score(y, pred), balanced_accuracy_score(y, pred), auc],
+            rtol=1e-9,
+        )
     assert np.isnan(scores(np.zeros(5, int), np.full((1, 5, 3), 1 / 3), 3)[0]["auroc"])
 
 

@@ -1,4 +1,5 @@
 """Leaderboard tables: single-number cells, and robustness changes flagged where the clean score is near chance."""
+
 from __future__ import annotations
 
 from usjepa.bench.report import tables
@@ -8,9 +9,26 @@ def _results() -> dict:
     rows = []
     for enc, clean, drop in (("near", 0.52, 0.30), ("far", 0.90, -0.10)):
         for seed in range(2):
-            rows += [{"encoder": enc, "task": "t", "protocol": "linear", "seed": seed, "macro_f1": clean, "effective_rank": 7.0},
-                     {"encoder": enc, "task": "t", "protocol": "robust", "seed": seed, "corruption": "speckle",
-                      "severity": 3, "macro_f1": clean * (1 + drop), "relative_drop": drop}]
+            rows += [
+                {
+                    "encoder": enc,
+                    "task": "t",
+                    "protocol": "linear",
+                    "seed": seed,
+                    "macro_f1": clean,
+                    "effective_rank": 7.0,
+                },
+                {
+                    "encoder": enc,
+                    "task": "t",
+                    "protocol": "robust",
+                    "seed": seed,
+                    "corruption": "speckle",
+                    "severity": 3,
+                    "macro_f1": clean * (1 + drop),
+                    "relative_drop": drop,
+                },
+            ]
     return {"rows": rows, "encoders": {"near": {}, "far": {}}, "tasks": {"t": {"chance_macro_f1": 0.5}}}
 
 
@@ -25,4 +43,7 @@ def test_a_change_from_a_near_chance_score_is_flagged_and_never_the_best():
 
 def test_effective_rank_is_one_value_per_task():
     rank = next(t for t in tables(_results()) if t.title.startswith("Feature effective rank"))
-    assert [c for c, _ in rank.cells()[0][1:]] == ["7.0", "7.0±0.0"]  # the task's value; the mean column's sd is over tasks
+    assert [c for c, _ in rank.cells()[0][1:]] == [
+        "7.0",
+        "7.0±0.0",
+    ]  # the task's value; the mean column's sd is over tasks

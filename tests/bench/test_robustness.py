@@ -1,4 +1,5 @@
 """The paper's corruptions on known inputs (usjepa.data.corruptions), and how the benchmark applies them."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,9 +24,11 @@ def test_blur_is_gaussian_with_sigma_eps_and_the_papers_kernel(eps, radius):
     row = out[10]
     assert row[10 + radius] > 0 and row[10 + radius + 1] == 0 and out.sum().item() == pytest.approx(1.0, abs=1e-5)
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    gauss = torch.exp(-offsets ** 2 / (2 * eps ** 2))
+    gauss = torch.exp(-(offsets**2) / (2 * eps**2))
     expected = torch.outer(gauss, gauss) / gauss.sum() ** 2
-    torch.testing.assert_close(out[10 - radius:11 + radius, 10 - radius:11 + radius], expected, atol=1e-6, rtol=1e-4)
+    torch.testing.assert_close(
+        out[10 - radius : 11 + radius, 10 - radius : 11 + radius], expected, atol=1e-6, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("eps, alpha", [(1, 0.7), (2, 0.5), (3, 0.3)])

@@ -1,4 +1,5 @@
 """`usjepa bench` end to end: every protocol, every artefact, the cache, --verify, and clear CLI errors."""
+
 from __future__ import annotations
 
 import base64
@@ -36,17 +37,43 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def first_run(inputs) -> dict:
     encoders = f"usjepa:{inputs['export']},random:{inputs['export']},effnet-lite0:32"
-    args = ["--encoders", encoders, "--tasks", "synthus_lesion,synthus_organ", "--protocol", PROTOCOLS,
-            "--data-root", str(inputs["data"]), "--out", str(inputs["root"] / "out"), "--seeds", "2",
-            "--fractions", "0.1,0.5,1.0", "--finetune-epochs", "1", "--protocol-preset", "paper"]  # grid: test_bench_config
+    args = [
+        "--encoders",
+        encoders,
+        "--tasks",
+        "synthus_lesion,synthus_organ",
+        "--protocol",
+        PROTOCOLS,
+        "--data-root",
+        str(inputs["data"]),
+        "--out",
+        str(inputs["root"] / "out"),
+        "--seeds",
+        "2",
+        "--fractions",
+        "0.1,0.5,1.0",
+        "--finetune-epochs",
+        "1",
+        "--protocol-preset",
+        "paper",
+    ]  # grid: test_bench_config
     assert main(["bench", *args]) == 0
     return {"args": args, "out": inputs["root"] / "out"}
 
 
 def test_every_artefact_and_row(first_run):
     out = first_run["out"]
-    for name in ("results.json", "results.csv", "leaderboard.md", "report.html", "plots/fewshot.png", "plots/tsne.png",
-                 "plots/robust_blur.png", "plots/robust_contrast.png", "plots/robust_speckle.png"):
+    for name in (
+        "results.json",
+        "results.csv",
+        "leaderboard.md",
+        "report.html",
+        "plots/fewshot.png",
+        "plots/tsne.png",
+        "plots/robust_blur.png",
+        "plots/robust_contrast.png",
+        "plots/robust_speckle.png",
+    ):
         assert (out / name).is_file(), name
     results = json.loads((out / "results.json").read_text())
     rows = list(csv.DictReader(open(out / "results.csv")))
@@ -59,9 +86,16 @@ def test_every_artefact_and_row(first_run):
     ranks = [float(r["effective_rank"]) for r in rows if r["protocol"] == "linear"]
     assert len(ranks) == 3 * 2 * 2 and all(1.0 <= v <= 1280 for v in ranks)  # 1 <= rank <= feature dims
     for enc in results["encoders"]:  # noise vs blob vs stripes: learnable from every encoder's features (chance 0.33)
-        assert sum(r["macro_f1"] for r in results["rows"] if r["protocol"] == "linear" and r["encoder"] == enc) / 4 > 0.5
+        assert (
+            sum(r["macro_f1"] for r in results["rows"] if r["protocol"] == "linear" and r["encoder"] == enc) / 4 > 0.5
+        )
     prov, cfg = results["provenance"], results["config"]
-    assert prov["usjepa_version"] and "git_commit" in prov and cfg["seeds"] == 2 and cfg["protocols"] == PROTOCOLS.split(",")
+    assert (
+        prov["usjepa_version"]
+        and "git_commit" in prov
+        and cfg["seeds"] == 2
+        and cfg["protocols"] == PROTOCOLS.split(",")
+    )
     assert set(results["encoders"]["effnet-lite0:32"]) >= {"fingerprint", "weights_sha256", "img_size", "pooling"}
     assert results["tasks"]["synthus_lesion"]["sizes"] == {"train": 60, "val": 12, "test": 24}
 
@@ -110,13 +144,16 @@ def test_verify_detects_a_changed_weights_byte_and_a_changed_label(first_run, in
     assert rc == 1 and "task synthus_organ: changed: split hash" in out and "task synthus_lesion: unchanged" in out
 
 
-@pytest.mark.parametrize("fault, message", [
-    ("missing_task", r"task 'synthus_fatty': no folder .*synthus_fatty or .*synthus_fatty_v<version>"),
-    ("malformed_json", r"synthus_lesion/test.json: malformed JSON \("),
-    ("label_out_of_range", r"task 'synthus_lesion': test.json entry 0: label 7 out of range"),
-    ("missing_weights", r"usfm:/nope/usfm.pth: weights file /nope/usfm.pth not found"),
-    ("input_size_mismatch", r"encoder rejects its declared input 1x40x40 \(input-size mismatch"),
-])
+@pytest.mark.parametrize(
+    "fault, message",
+    [
+        ("missing_task", r"task 'synthus_fatty': no folder .*synthus_fatty or .*synthus_fatty_v<version>"),
+        ("malformed_json", r"synthus_lesion/test.json: malformed JSON \("),
+        ("label_out_of_range", r"task 'synthus_lesion': test.json entry 0: label 7 out of range"),
+        ("missing_weights", r"usfm:/nope/usfm.pth: weights file /nope/usfm.pth not found"),
+        ("input_size_mismatch", r"encoder rejects its declared input 1x40x40 \(input-size mismatch"),
+    ],
+)
 def test_cli_errors_name_the_thing_without_traceback(fault, message, inputs, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(inputs["data"] / "synthus_lesion", data / "synthus_lesion")
@@ -132,8 +169,19 @@ def test_cli_errors_name_the_thing_without_traceback(fault, message, inputs, tmp
         encoder = "usfm:/nope/usfm.pth"
     else:
         encoder = f"usjepa:{write_export(tmp_path / 'export', card_img_size=40)}"
-    rc, _, err = _bench(capsys, "--encoders", encoder, "--tasks", tasks, "--data-root", str(data), "--out",
-                        str(tmp_path / "out"), "--seeds", "1")
+    rc, _, err = _bench(
+        capsys,
+        "--encoders",
+        encoder,
+        "--tasks",
+        tasks,
+        "--data-root",
+        str(data),
+        "--out",
+        str(tmp_path / "out"),
+        "--seeds",
+        "1",
+    )
     assert rc == 2 and re.search(message, err) and "Traceback" not in err
 
 
@@ -141,12 +189,25 @@ def test_finetune_uses_layer_wise_lr_decay(inputs):
     enc = registry.load(f"usjepa:{inputs['export']}")
     opt = _optimizer(Classifier(enc, 3, "mean"), FinetuneConfig(lr=1e-3, layer_decay=0.5))
     scales = sorted({g["lr_scale"] for g in opt.param_groups})
-    assert scales == [0.5 ** k for k in (4, 3, 2, 1, 0)]  # deeper blocks learn faster; head and final norm at 1
+    assert scales == [0.5**k for k in (4, 3, 2, 1, 0)]  # deeper blocks learn faster; head and final norm at 1
     assert max(g["lr"] for g in opt.param_groups) == pytest.approx(1e-3)
 
 
 def test_device_cuda_without_a_gpu_is_a_clear_error(inputs, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    rc, _, err = _bench(capsys, "--encoders", "pixels:4", "--tasks", "synthus_lesion", "--data-root", str(inputs["data"]),
-                        "--out", str(tmp_path / "out"), "--seeds", "1", "--device", "cuda")
+    rc, _, err = _bench(
+        capsys,
+        "--encoders",
+        "pixels:4",
+        "--tasks",
+        "synthus_lesion",
+        "--data-root",
+        str(inputs["data"]),
+        "--out",
+        str(tmp_path / "out"),
+        "--seeds",
+        "1",
+        "--device",
+        "cuda",
+    )
     assert rc == 2 and "'cuda' was requested but no CUDA GPU is available" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
 """Test-set statistics: bootstrap CIs against a plain loop and sklearn, the paired test's error rates, Holm."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,14 @@ from usjepa.bench.stats import (
 )
 
 
-def _encoder(rng: np.random.Generator, y: np.ndarray, accuracy: float, n_classes: int, seeds: int = 5,
-             knows: np.ndarray | None = None) -> np.ndarray:
+def _encoder(
+    rng: np.random.Generator,
+    y: np.ndarray,
+    accuracy: float,
+    n_classes: int,
+    seeds: int = 5,
+    knows: np.ndarray | None = None,
+) -> np.ndarray:
     """Predictions [seeds, N] of a simulated encoder: its features separate each image with probability ``accuracy``
     (or where ``knows``); each probe seed then flips 5 % of its answers, so seeds agree mostly but not fully. Wrong
     answers are uniform."""
@@ -31,7 +38,9 @@ def test_draws_equal_sklearn_on_each_resample_and_keep_class_sizes():
     y = rng.integers(0, 3, 60)
     pred = _encoder(rng, y, 0.7, 3, seeds=3)
     counts = stratified_counts(y, 20, rng)
-    assert all(np.bincount(np.repeat(y, c.astype(int)), minlength=3).tolist() == np.bincount(y).tolist() for c in counts)
+    assert all(
+        np.bincount(np.repeat(y, c.astype(int)), minlength=3).tolist() == np.bincount(y).tolist() for c in counts
+    )
     draws = macro_f1_draws(y, pred, 3, counts)
     for c, d in zip(counts, draws):
         idx = np.repeat(np.arange(len(y)), c.astype(int))

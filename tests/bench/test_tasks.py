@@ -1,4 +1,5 @@
 """Task registry: names, grouped stratified validation split, leak check, label range, split hash."""
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,9 @@ def test_train_test_leak_is_an_error(tmp_path):
     folder = write_task(tmp_path / "t")
     test = json.loads((folder / "test.json").read_text())
     shutil.copy(folder / "images" / "0_0.png", folder / test[5]["image"])
-    with pytest.raises(DataError, match=r"train/test leak: test image .*12_5.png has the same bytes as training image .*0_0.png"):
+    with pytest.raises(
+        DataError, match=r"train/test leak: test image .*12_5.png has the same bytes as training image .*0_0.png"
+    ):
         load_task(str(folder))
 
 
@@ -86,7 +89,9 @@ def test_missing_and_unlabelled_tasks(tmp_path):
         load_task(str(tmp_path / "nowhere"))
     folder = write_task(tmp_path / "seg")
     for split in ("train_val", "test"):
-        entries = [{k: v for k, v in e.items() if k != "label"} for e in json.loads((folder / f"{split}.json").read_text())]
+        entries = [
+            {k: v for k, v in e.items() if k != "label"} for e in json.loads((folder / f"{split}.json").read_text())
+        ]
         (folder / f"{split}.json").write_text(json.dumps(entries))
     with pytest.raises(DataError, match="task 'seg': entries have no 'label'"):
         load_task(str(folder))

@@ -1,4 +1,5 @@
 """Run under torchrun (2 CPU processes, gloo): each rank writes the (source, key) of every sample it loads."""
+
 import json
 import sys
 
@@ -11,8 +12,14 @@ from usjepa.data.corpus import build_pretrain_loader
 def main(shards: str, out: str) -> None:
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    cfg = load_config("tiny", {"method": "vpixel", "data": {"sources": [shards], "num_workers": 0, "val_fraction": 0.0,
-                                                             "cap_per_source": 20}, "optim": {"batch_size": 4}})
+    cfg = load_config(
+        "tiny",
+        {
+            "method": "vpixel",
+            "data": {"sources": [shards], "num_workers": 0, "val_fraction": 0.0, "cap_per_source": 20},
+            "optim": {"batch_size": 4},
+        },
+    )
     loader = build_pretrain_loader(cfg, "train", rank, world)
     ds = loader.dataset
     loader.set_epoch(2)

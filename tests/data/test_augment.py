@@ -1,4 +1,5 @@
 """Augmentations: image and scan mask move together, seeded, configurable."""
+
 import dataclasses
 
 import torch
@@ -49,6 +50,8 @@ def test_photometric_stays_inside_scan_region():
     img = torch.full((1, 32, 32), 0.5)
     mask = torch.zeros(32, 32, dtype=torch.bool)
     mask[:, :16] = True
-    cfg = dataclasses.replace(GEOM_ONLY, crop_scale=(1.0, 1.0), hflip=0, vflip=0, speckle_p=1.0, speckle_sigma=(0.3, 0.3))
+    cfg = dataclasses.replace(
+        GEOM_ONLY, crop_scale=(1.0, 1.0), hflip=0, vflip=0, speckle_p=1.0, speckle_sigma=(0.3, 0.3)
+    )
     out, m = augment(img, mask, cfg, 32, 3)
     assert torch.equal(m, mask) and out[0, :, 16:].eq(0.5).all() and out[0, :, :16].std() > 0.05

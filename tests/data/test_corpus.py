@@ -1,4 +1,5 @@
 """Corpus mixing and the pretraining loader on a tiny PNG folder."""
+
 from collections import Counter
 from pathlib import Path
 
@@ -24,8 +25,10 @@ def _folder(root: Path, n: int, seed: int) -> str:
 
 
 def _cfg(sources, workers=0, **data):
-    return load_config("tiny", {"method": "vpixel", "data": {"sources": sources, "num_workers": workers, **data},
-                                "optim": {"batch_size": 8}})
+    return load_config(
+        "tiny",
+        {"method": "vpixel", "data": {"sources": sources, "num_workers": workers, **data}, "optim": {"batch_size": 8}},
+    )
 
 
 def test_quota_and_organ_weighting():

@@ -1,4 +1,5 @@
 """`usjepa ingest` over a folder of good and bad files; interrupted and re-run."""
+
 import json
 import os
 import shutil
@@ -20,8 +21,12 @@ from usjepa.data.shards import ShardSource
 from usjepa.data.source import Options
 from usjepa.data.sources import open_source
 
-BAD = {"corrupt.png": "corrupt or truncated", "truncated.dcm": "cannot decode DICOM", "zero.png": "empty file",
-       "notes.txt": "not an image"}
+BAD = {
+    "corrupt.png": "corrupt or truncated",
+    "truncated.dcm": "cannot decode DICOM",
+    "zero.png": "empty file",
+    "notes.txt": "not an image",
+}
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +143,7 @@ def test_sigkill_mid_ingest_leaves_only_whole_listed_shards(tmp_path):
     assert _listed_shards_read(out) == 60
     assert _tars(out) == _tars(tmp_path / "ref")
     assert not list(out.glob(".*.tmp"))
+
 
 def test_ingest_records_mask_sources_and_writes_preview(tmp_path, capsys):
     d = tmp_path / "scans"

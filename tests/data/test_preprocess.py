@@ -1,11 +1,20 @@
 """Preprocessing on real pydicom-data ultrasound: scan masks, colour removal, grayscale cine frames."""
+
 import numpy as np
 import pytest
 from pydicom.data import get_testdata_file
 
 from usjepa.data.decode import to_gray
-from usjepa.data.preprocess import (PreprocessConfig, estimate_scan_mask, hamming, inpaint, phash, preprocess,
-                                    rescale_percentiles, resize_pad)
+from usjepa.data.preprocess import (
+    PreprocessConfig,
+    estimate_scan_mask,
+    hamming,
+    inpaint,
+    phash,
+    preprocess,
+    rescale_percentiles,
+    resize_pad,
+)
 from usjepa.data.sample import Sample
 from usjepa.data.sources import open_source
 
@@ -14,14 +23,23 @@ def _first(name: str) -> Sample:
     return open_source(get_testdata_file(name)).load(0)
 
 
-@pytest.mark.parametrize("name,inside,outside", [
-    # two-pane ALOKA pelvis: both panes and the bladder in; banner text, footer text, side ticks out
-    ("gdcm-US-ALOKA-16.dcm", [(250, 180), (250, 480), (170, 150), (380, 600)],
-     [(10, 300), (20, 560), (440, 100), (465, 600), (145, 10), (300, 15)]),
-    # Philips EPIQ echo: the sector in; annotations, caliper line, grey bar, ECG trace, heart rate out
-    ("JPGLosslessP14SV1_1s_1f_8b.dcm", [(400, 500), (300, 400), (550, 600), (200, 520)],
-     [(35, 70), (75, 200), (330, 820), (200, 975), (720, 200), (740, 960), (470, 50)]),
-])
+@pytest.mark.parametrize(
+    "name,inside,outside",
+    [
+        # two-pane ALOKA pelvis: both panes and the bladder in; banner text, footer text, side ticks out
+        (
+            "gdcm-US-ALOKA-16.dcm",
+            [(250, 180), (250, 480), (170, 150), (380, 600)],
+            [(10, 300), (20, 560), (440, 100), (465, 600), (145, 10), (300, 15)],
+        ),
+        # Philips EPIQ echo: the sector in; annotations, caliper line, grey bar, ECG trace, heart rate out
+        (
+            "JPGLosslessP14SV1_1s_1f_8b.dcm",
+            [(400, 500), (300, 400), (550, 600), (200, 520)],
+            [(35, 70), (75, 200), (330, 820), (200, 975), (720, 200), (740, 960), (470, 50)],
+        ),
+    ],
+)
 def test_scan_mask_covers_image_excludes_text(name, inside, outside):
     s = _first(name)
     m = estimate_scan_mask(to_gray(s.image))
@@ -39,8 +57,9 @@ def test_sonosite_cine_gives_grayscale_frames_with_pooled_mask():
     assert len({o.image.tobytes() for o in out}) == 12
 
 
-@pytest.mark.parametrize("name,flag", [("US1_UNCR.dcm", "colour"), ("color-px.dcm", "colour"),
-                                       ("gdcm-US-ALOKA-16.dcm", "")])
+@pytest.mark.parametrize(
+    "name,flag", [("US1_UNCR.dcm", "colour"), ("color-px.dcm", "colour"), ("gdcm-US-ALOKA-16.dcm", "")]
+)
 def test_colour_doppler_loses_colour(name, flag):
     s = _first(name)
     out = preprocess(s, PreprocessConfig(size=96))
@@ -54,7 +73,9 @@ def test_small_overlay_inpainted_from_speckle():
     gray = rng.integers(90, 110, (64, 64)).astype(np.uint8)
     rgb = np.repeat(gray[..., None], 3, -1)
     rgb[30:34, 30:34] = (255, 0, 0)  # 16 px = 0.4 % of the image
-    out = preprocess(Sample(rgb, np.ones((64, 64), bool)), PreprocessConfig(size=None, crop=False, percentiles=(0, 100)))
+    out = preprocess(
+        Sample(rgb, np.ones((64, 64), bool)), PreprocessConfig(size=None, crop=False, percentiles=(0, 100))
+    )
     assert out.meta["inpainted"] and not out.meta["flagged"]
     plain = inpaint(to_gray(rgb), np.pad(np.ones((6, 6), bool), ((29, 29), (29, 29))))
     assert 85 <= plain[31, 31] <= 115

@@ -1,4 +1,5 @@
 """Shard writing/reading, and streaming under a 2-process torchrun."""
+
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ def _write(out: Path) -> None:
             meta = {"source": name, "organ": "heart" if name == "echo" else "thyroid", "group": f"{name}{i}"}
             samples.append(encode_sample(f"{name}-{i:08d}", Sample(img, mask, i % 3, meta)))
     for k in range(0, len(samples), 10):
-        write_shard(out / f"shard-{k // 10:06d}.tar", samples[k:k + 10])
+        write_shard(out / f"shard-{k // 10:06d}.tar", samples[k : k + 10])
 
 
 def test_roundtrip_and_split_by_source(tmp_path):
@@ -45,8 +46,16 @@ def test_roundtrip_and_split_by_source(tmp_path):
 def test_torchrun_two_ranks_disjoint_capped_mixture(tmp_path):
     _write(tmp_path)
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(Path(__file__).with_name("ddp_stream.py")), str(tmp_path / "*.tar"), str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(Path(__file__).with_name("ddp_stream.py")),
+        str(tmp_path / "*.tar"),
+        str(tmp_path),
+    ]
     subprocess.run(cmd, check=True, env=env, timeout=100, capture_output=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     keys = [{tuple(x) for x in r["seen"]} for r in ranks]

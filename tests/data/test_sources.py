@@ -1,4 +1,5 @@
 """Readers: folders, manifests, DICOM (real pydicom-data files), video, UltraBench folders, spec detection."""
+
 import json
 import os
 from pathlib import Path
@@ -38,7 +39,9 @@ def test_manifests_csv_and_json(tmp_path):
     m = np.zeros((40, 50), np.uint8)
     m[5:30, 5:40] = 1
     Image.fromarray(m).save(tmp_path / "mask.png")
-    (tmp_path / "list.csv").write_text("image,label,patient,scan_mask\nimg/0.png,2,p1,mask.png\nimg/1.png,,p1,\nimg/9.png,1,p2,\n")
+    (tmp_path / "list.csv").write_text(
+        "image,label,patient,scan_mask\nimg/0.png,2,p1,mask.png\nimg/1.png,,p1,\nimg/9.png,1,p2,\n"
+    )
     src = open_source(str(tmp_path / "list.csv"))
     assert len(src) == 2 and len(src.faults) == 1 and "img/9.png" in src.faults[0][0]
     s0, s1 = src.load(0), src.load(1)
@@ -60,9 +63,16 @@ def test_sonosite_cine_frames_sampled_at_fps_cap():
     assert len({src.group(i) for i in range(len(src))}) == 1  # frames of one clip share a group
 
 
-@pytest.mark.parametrize("name,shape", [("OBXXXX1A.dcm", (600, 800, 3)), ("gdcm-US-ALOKA-16.dcm", (480, 640, 3)),
-                                        ("SC_ybr_full_uncompressed.dcm", (100, 100, 3)), ("MR_small.dcm", (64, 64)),
-                                        ("JPGLosslessP14SV1_1s_1f_8b.dcm", (768, 1024))])
+@pytest.mark.parametrize(
+    "name,shape",
+    [
+        ("OBXXXX1A.dcm", (600, 800, 3)),
+        ("gdcm-US-ALOKA-16.dcm", (480, 640, 3)),
+        ("SC_ybr_full_uncompressed.dcm", (100, 100, 3)),
+        ("MR_small.dcm", (64, 64)),
+        ("JPGLosslessP14SV1_1s_1f_8b.dcm", (768, 1024)),
+    ],
+)
 def test_dicom_photometrics_decode_to_uint8(name, shape):
     img = open_source(get_testdata_file(name)).load(0).image
     assert img.shape == shape and img.dtype == np.uint8 and img.max() > 100
@@ -95,7 +105,10 @@ def test_ultrabench_main_layout_wrapped(tmp_path):
     for i in range(4):
         _png(tmp_path / "images" / f"{i}.png", 30 + i)
         _png(tmp_path / "masks" / "scan" / f"{i}.png", 1)
-    rec = lambda i: {"image": f"images/{i}.png", "scan_mask": f"masks/scan/{i}.png", "patient": i // 2}
+
+    def rec(i):
+        return {"image": f"images/{i}.png", "scan_mask": f"masks/scan/{i}.png", "patient": i // 2}
+
     (tmp_path / "train_val.json").write_text(json.dumps([rec(i) for i in range(3)]))
     (tmp_path / "test.json").write_text(json.dumps([rec(3)]))
     src = open_source(str(tmp_path))

@@ -1,4 +1,5 @@
 """The UltraBench reader: a folder written by the PyPI `ultrabench` CLI, the GitHub-main layout, and the quirks."""
+
 from __future__ import annotations
 
 import json
@@ -98,16 +99,19 @@ def test_segmentation_only_datasets_have_no_labels(tmp_path):
     assert read_record(splits["test"][0]).label == -1
 
 
-@pytest.mark.parametrize("content, message", [
-    ("[{\"image\": \"a.png\", \"label\": 0", "test.json: malformed JSON"),
-    ("{\"image\": \"a.png\"}", "test.json: expected a JSON array"),
-    ("[{\"label\": 0}]", "test.json: entry 0: missing 'image'"),
-    ("[{\"image\": \"a.png\", \"label\": -1}]", "test.json: entry 0: 'label' must be a non-negative integer"),
-    ("[{\"image\": \"a.png\", \"label\": \"2\"}]", "test.json: entry 0: 'label' must be a non-negative integer"),
-    ("[{\"image\": \"nope.png\", \"label\": 0}]", "nope.png not found"),
-    ("[{\"image\": \"../a.png\", \"label\": 0}]", "must be a path relative to"),
-    ("[{\"image\": \"a.png\", \"label\": 0}, {\"image\": \"a.png\"}]", "test.json: entry 1 has no 'label'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('[{"image": "a.png", "label": 0', "test.json: malformed JSON"),
+        ('{"image": "a.png"}', "test.json: expected a JSON array"),
+        ('[{"label": 0}]', "test.json: entry 0: missing 'image'"),
+        ('[{"image": "a.png", "label": -1}]', "test.json: entry 0: 'label' must be a non-negative integer"),
+        ('[{"image": "a.png", "label": "2"}]', "test.json: entry 0: 'label' must be a non-negative integer"),
+        ('[{"image": "nope.png", "label": 0}]', "nope.png not found"),
+        ('[{"image": "../a.png", "label": 0}]', "must be a path relative to"),
+        ('[{"image": "a.png", "label": 0}, {"image": "a.png"}]', "test.json: entry 1 has no 'label'"),
+    ],
+)
 def test_schema_errors_name_file_and_entry(tmp_path, content, message):
     _png(tmp_path / "a.png", np.zeros((8, 8), np.uint8))
     (tmp_path / "train_val.json").write_text(json.dumps([{"image": "a.png", "label": 0}]))

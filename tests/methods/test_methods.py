@@ -11,8 +11,14 @@ from usjepa.methods import build_method
 
 def _batch(method, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    items = [{"image": torch.rand(1, 32, 32, generator=g), "scan_mask": torch.ones(32, 32, dtype=torch.bool), "seed": seed + i}
-             for i in range(n)]
+    items = [
+        {
+            "image": torch.rand(1, 32, 32, generator=g),
+            "scan_mask": torch.ones(32, 32, dtype=torch.bool),
+            "seed": seed + i,
+        }
+        for i in range(n)
+    ]
     return MaskCollator(method.cfg.mask, 32, 8, method.mask_kind)(items)
 
 
@@ -74,7 +80,11 @@ def test_the_registry_is_the_one_list_of_methods():
 
     assert method_names() == ["ijepa", "mae", "salt", "vpixel"]
     assert {n: method_class(n).export_role for n in method_names()} == {
-        "ijepa": "student", "mae": "student", "salt": "student", "vpixel": "teacher"}
+        "ijepa": "student",
+        "mae": "student",
+        "salt": "student",
+        "vpixel": "teacher",
+    }
     with pytest.raises(ConfigError, match=r"method: expected one of \['ijepa', 'mae', 'salt', 'vpixel'\], got 'x'"):
         method_class("x")
     with pytest.raises(ConfigError, match="teacher.source: method 'salt' needs a frozen teacher"):

@@ -1,4 +1,3 @@
-import timm
 import torch
 
 from usjepa.masking import predictor_attn_mask
@@ -15,7 +14,7 @@ def test_full_image_matches_timm_forward_features():
     vit = _vit().eval()
     img = torch.randn(2, 1, 32, 32)
     ours = Encoder(vit)(img)
-    ref = vit.forward_features(img)[:, vit.num_prefix_tokens:]
+    ref = vit.forward_features(img)[:, vit.num_prefix_tokens :]
     assert ours.shape == (2, 16, 192)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
 
@@ -32,8 +31,9 @@ def test_padding_never_changes_the_kept_tokens():
 
 
 def test_models_without_cls_token():
-    vit = create_vit("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=0, class_token=False,
-                     global_pool="avg").eval()
+    vit = create_vit(
+        "vit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=0, class_token=False, global_pool="avg"
+    ).eval()
     img = torch.randn(1, 3, 32, 32)
     torch.testing.assert_close(Encoder(vit)(img), vit.forward_features(img), rtol=1e-5, atol=1e-5)
 
@@ -53,4 +53,9 @@ def test_predictor_blocks_are_independent():
 def test_gather_and_mask_shapes():
     x = torch.arange(12.0).view(1, 4, 3)
     assert gather(x, torch.tensor([[2, 0]])).tolist() == [[[6, 7, 8], [0, 1, 2]]]
-    assert predictor_attn_mask(torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.long)).shape == (2, 1, 7, 7)
+    assert predictor_attn_mask(torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 4, dtype=torch.long)).shape == (
+        2,
+        1,
+        7,
+        7,
+    )

@@ -47,8 +47,11 @@ def test_teacher_of_another_grid_sees_the_image_resized(stage1_run):
 
 
 def test_impossible_grid_is_a_clear_error():
-    with pytest.raises(ConfigError, match=r"teacher.source: pixels:8 gives a 8x8 map at 112 px \(stride 28\), not the "
-                                          r"student's 4x4 grid; no input size gives that grid"):
+    with pytest.raises(
+        ConfigError,
+        match=r"teacher.source: pixels:8 gives a 8x8 map at 112 px \(stride 28\), not the "
+        r"student's 4x4 grid; no input size gives that grid",
+    ):
         load_teacher("pixels:8", "none", (4, 4))
 
 
@@ -59,8 +62,15 @@ def test_timm_teacher_with_other_width_feeds_salt(tmp_path, tiny_overrides):
     torch.save(full.state_dict(), tmp_path / "vits.pth")
     enc = registry.load(f"timm:vit_small_patch16_224@{tmp_path / 'vits.pth'}")
     assert enc.in_chans == 3 and enc.features(torch.zeros(1, 3, 224, 224)).shape == (1, 384)
-    cfg = load_config("tiny", tiny_overrides + [f"teacher.source=timm:vit_small_patch16_224@{tmp_path / 'vits.pth'}",
-                                                "data.img_size=224", "model.patch_size=16"])
+    cfg = load_config(
+        "tiny",
+        tiny_overrides
+        + [
+            f"teacher.source=timm:vit_small_patch16_224@{tmp_path / 'vits.pth'}",
+            "data.img_size=224",
+            "model.patch_size=16",
+        ],
+    )
     salt = build_method(cfg)
     assert salt.predictor.proj.out_features == 384
     with pytest.raises(CheckpointError, match="does not fit timm model"):
@@ -87,19 +97,27 @@ def test_teacher_runs_frozen_in_inference_mode():
     assert out.shape == (2, 16, 112) and not out.is_inference() and out.grad_fn is None  # stride 16 at 64 px
 
 
-@pytest.mark.parametrize("spec, extra, message", [
-    ("effnet-lite0", ["teacher.layer=7"], r"teacher.source: effnet-lite0: no stage 7; its stages are 0: 16 ch at stride 2"),
-    ("effnet-lite0", ["teacher.last_k=2"], r"last_k 2: a CNN's stages differ in shape"),
-    ("dinov9:x", [], r"teacher.source: encoder 'dinov9:x': expected one of effnet-lite0\[:SIZE\], hf:DIR"),
-])
+@pytest.mark.parametrize(
+    "spec, extra, message",
+    [
+        (
+            "effnet-lite0",
+            ["teacher.layer=7"],
+            r"teacher.source: effnet-lite0: no stage 7; its stages are 0: 16 ch at stride 2",
+        ),
+        ("effnet-lite0", ["teacher.last_k=2"], r"last_k 2: a CNN's stages differ in shape"),
+        ("dinov9:x", [], r"teacher.source: encoder 'dinov9:x': expected one of effnet-lite0\[:SIZE\], hf:DIR"),
+    ],
+)
 def test_bad_teacher_choices_name_the_key(tiny_overrides, spec, extra, message):
     with pytest.raises(ConfigError, match=message):
         build_method(load_config("tiny", tiny_overrides + [f"teacher.source={spec}", *extra]))
 
 
 @pytest.mark.parametrize("teacher", ["effnet-lite0", "vit-patch16"])
-def test_pretrained_teacher_trains_a_salt_student_from_the_cli(tmp_path, image_folder, tiny_overrides, monkeypatch,
-                                                               teacher):
+def test_pretrained_teacher_trains_a_salt_student_from_the_cli(
+    tmp_path, image_folder, tiny_overrides, monkeypatch, teacher
+):
     """EfficientNet-Lite0's stride-16 stage, or a patch-16 ViT (mean of its last 2 blocks), teaches a patch-8
     student on its 4 x 4 grid: both see the 32 px image at 64 px. The teacher comes out bit-identical, stays out of
     the checkpoint, and the export loads in timm."""
@@ -107,14 +125,34 @@ def test_pretrained_teacher_trains_a_salt_student_from_the_cli(tmp_path, image_f
         spec, extra, width = "effnet-lite0", ["teacher.layer=3"], 112
     else:
         torch.manual_seed(0)
-        save_file(timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict(), str(tmp_path / "vit.safetensors"))
+        save_file(
+            timm.create_model("vit_tiny_patch16_224", num_classes=0).state_dict(), str(tmp_path / "vit.safetensors")
+        )
         spec, extra, width = f"timm:vit_tiny_patch16_224@{tmp_path / 'vit.safetensors'}", ["teacher.last_k=2"], 192
     built = []
     monkeypatch.setattr(salt, "load_teacher", lambda *a: built.append(load_teacher(*a)) or built[-1])
     run = tmp_path / "salt"
-    assert main(["pretrain", "--config", "tiny", *tiny_overrides, f"out={run}", f"data.sources=[{image_folder}]",
-                 "data.num_workers=0", "optim.batch_size=16", "optim.epochs=1", "max_steps=3", "log_every=1",
-                 "data.val_fraction=0.2", f"teacher.source={spec}", *extra]) == 0
+    assert (
+        main(
+            [
+                "pretrain",
+                "--config",
+                "tiny",
+                *tiny_overrides,
+                f"out={run}",
+                f"data.sources=[{image_folder}]",
+                "data.num_workers=0",
+                "optim.batch_size=16",
+                "optim.epochs=1",
+                "max_steps=3",
+                "log_every=1",
+                "data.val_fraction=0.2",
+                f"teacher.source={spec}",
+                *extra,
+            ]
+        )
+        == 0
+    )
     (t,) = built
     assert (t.size, t.embed_dim) == (64, width)
     fresh = load_teacher(spec, "layernorm", (4, 4), t.layer, t.last_k).model.state_dict()

@@ -3,6 +3,7 @@
 Writes are atomic (usjepa.atomic: temp file, fsync, rename, fsync of the folder), so an interrupted run or a
 host crash never leaves a half-written entry.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from usjepa.atomic import atomic_write
-
 from usjepa.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -83,4 +83,6 @@ def _write(path: Path, data: bytes) -> None:
         with atomic_write(path) as f:
             f.write(data)
     except OSError as e:
-        raise DataError(f"{path}: cannot write cache entry ({e.strerror or e}); check the cache folder (--cache)") from None
+        raise DataError(
+            f"{path}: cannot write cache entry ({e.strerror or e}); check the cache folder (--cache)"
+        ) from None

@@ -3,6 +3,7 @@
 The cache key covers the encoder's weights fingerprint, the task's split hash, the split, the preprocessing
 (size, channels, normalisation), the pooling and the corruption, so any change recomputes.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -17,9 +18,9 @@ from usjepa.bench.cache import Cache
 from usjepa.bench.probe import standardisation
 from usjepa.bench.tasks import Task
 from usjepa.bench.threads import torch_threads
-from usjepa.encoders import FrozenEncoder
 from usjepa.data.corruptions import corrupt
 from usjepa.data.ultrabench import Record, Sample, read_record
+from usjepa.encoders import FrozenEncoder
 from usjepa.errors import CheckpointError
 
 FEATURES_VERSION = 3  # bump when the extraction code changes what it computes (2: hf: lastK through the final norm;
@@ -52,15 +53,35 @@ class SplitImages(Dataset):
         return x, -1 if rec.label is None else rec.label
 
 
-def loader(records: list[Record], size: int, batch_size: int, workers: int = 0, corruption: tuple[str, int] | None = None,
-           shuffle: bool = False, seed: int = 0) -> DataLoader:
+def loader(
+    records: list[Record],
+    size: int,
+    batch_size: int,
+    workers: int = 0,
+    corruption: tuple[str, int] | None = None,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> DataLoader:
     g = torch.Generator().manual_seed(seed)
-    return DataLoader(SplitImages(records, size, corruption, seed), batch_size=batch_size, shuffle=shuffle,
-                      num_workers=workers, generator=g, persistent_workers=False)
+    return DataLoader(
+        SplitImages(records, size, corruption, seed),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        generator=g,
+        persistent_workers=False,
+    )
 
 
-def extract(enc: FrozenEncoder, records: list[Record], pooling: str, corruption: tuple[str, int] | None = None,
-            batch_size: int = 32, workers: int = 0, desc: str = "") -> torch.Tensor:
+def extract(
+    enc: FrozenEncoder,
+    records: list[Record],
+    pooling: str,
+    corruption: tuple[str, int] | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+    desc: str = "",
+) -> torch.Tensor:
     """Features [N, D] (float32, on the CPU) of ``records``, in order. Decoding runs single-threaded, the encoder on
     its device, without autocast."""
     out = []
@@ -86,20 +107,42 @@ def effective_rank(x: torch.Tensor) -> float:
 
 
 def feature_key(enc: FrozenEncoder, task: Task, split: str, pooling: str, corruption: tuple[str, int] | None) -> dict:
-    return {"v": FEATURES_VERSION, "encoder": enc.fingerprint, "split_hash": task.split_hash, "split": split,
-            "preprocess": {"size": enc.img_size, "chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
-                           "resize": "bilinear-antialias", "gray": True},
-            "pooling": pooling, "corruption": corruption}
+    return {
+        "v": FEATURES_VERSION,
+        "encoder": enc.fingerprint,
+        "split_hash": task.split_hash,
+        "split": split,
+        "preprocess": {
+            "size": enc.img_size,
+            "chans": enc.in_chans,
+            "mean": enc.mean,
+            "std": enc.std,
+            "resize": "bilinear-antialias",
+            "gray": True,
+        },
+        "pooling": pooling,
+        "corruption": corruption,
+    }
 
 
-def task_features(cache: Cache, enc: FrozenEncoder, task: Task, split: str, pooling: str,
-                  corruption: tuple[str, int] | None = None, batch_size: int = 32, workers: int = 0) -> torch.Tensor:
+def task_features(
+    cache: Cache,
+    enc: FrozenEncoder,
+    task: Task,
+    split: str,
+    pooling: str,
+    corruption: tuple[str, int] | None = None,
+    batch_size: int = 32,
+    workers: int = 0,
+) -> torch.Tensor:
     """Cached features of one split of a task (optionally corrupted)."""
     desc = f"{enc.spec} {task.name}/{split}" + (f" {corruption[0]}@{corruption[1]}" if corruption else "")
     key = feature_key(enc, task, split, pooling, corruption)
     compute = lambda: {"x": extract(enc, task.splits[split], pooling, corruption, batch_size, workers, desc)}  # noqa: E731
     x = cache.tensors(key, compute)["x"]
     if not x.isfinite().all():
-        raise CheckpointError(f"encoder '{enc.spec}': {int((~x.isfinite()).sum())} NaN or infinite feature values on task "
-                              f"'{task.name}' ({split} split); its weights may hold NaN or Inf (a diverged run?)")
+        raise CheckpointError(
+            f"encoder '{enc.spec}': {int((~x.isfinite()).sum())} NaN or infinite feature values on task "
+            f"'{task.name}' ({split} split); its weights may hold NaN or Inf (a diverged run?)"
+        )
     return x

@@ -3,6 +3,7 @@
 AdamW with timm's layer-decay parameter groups, cosine schedule, cross-entropy; the epoch with the best
 validation macro-F1 is kept (early stopping), and only that state is evaluated on test.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,7 +38,9 @@ class Classifier(nn.Module):
         super().__init__()
         self.enc, self.pooling = enc, pooling
         self.backbone = enc.model.requires_grad_(True)  # registered, so parameters() and train() reach it
-        dim = enc.features(torch.zeros(1, enc.in_chans, enc.img_size, enc.img_size, device=enc.device), pooling).shape[1]
+        dim = enc.features(torch.zeros(1, enc.in_chans, enc.img_size, enc.img_size, device=enc.device), pooling).shape[
+            1
+        ]
         self.head = nn.Linear(dim, n_classes, device=enc.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +49,9 @@ class Classifier(nn.Module):
 
 def _optimizer(model: Classifier, cfg: FinetuneConfig) -> torch.optim.AdamW:
     if not hasattr(model.backbone, "group_matcher"):
-        raise ConfigError(f"{model.enc.spec}: fine-tuning needs a timm encoder (layer-wise lr decay uses its layer groups)")
+        raise ConfigError(
+            f"{model.enc.spec}: fine-tuning needs a timm encoder (layer-wise lr decay uses its layer groups)"
+        )
     groups = param_groups_layer_decay(model.backbone, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay)
     groups.append({"params": list(model.head.parameters()), "weight_decay": cfg.weight_decay, "lr_scale": 1.0})
     for g in groups:
@@ -61,8 +66,9 @@ def _predict(model: Classifier, batches) -> tuple[np.ndarray, np.ndarray]:
     return torch.cat([p for p, _ in out]).numpy(), torch.cat([y for _, y in out]).numpy()
 
 
-def finetune(enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: FinetuneConfig = FinetuneConfig(),
-             workers: int = 0) -> dict:
+def finetune(
+    enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: FinetuneConfig = FinetuneConfig(), workers: int = 0
+) -> dict:
     """Test scores of the best-validation epoch, that epoch, its validation macro-F1 and per-image test predictions."""
     torch.manual_seed(seed)
     model = Classifier(copy.deepcopy(enc), task.n_classes, pooling)
@@ -91,5 +97,8 @@ def finetune(enc: FrozenEncoder, task: Task, seed: int, pooling: str, cfg: Finet
             break
     model.load_state_dict(best)
     proba, y_test = _predict(model, loader(task.splits["test"], enc.img_size, 64, workers))
-    return scores(y_test, proba[None], task.n_classes)[0] | {"val_macro_f1": float(best_f1), "best_epoch": best_epoch,
-                                                             "pred": proba.argmax(1).tolist()}
+    return scores(y_test, proba[None], task.n_classes)[0] | {
+        "val_macro_f1": float(best_f1),
+        "best_epoch": best_epoch,
+        "pred": proba.argmax(1).tolist(),
+    }

@@ -14,10 +14,10 @@ Two presets:
 
 The heads of one pooling train in one batched ``probe.fit`` (features of one width); each pooling is one such fit.
 """
+
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 
 import torch
@@ -90,23 +90,36 @@ class GridProbes:
         return torch.stack([out[i] for i in chosen])
 
 
-def fit_grid(x_train: dict[str, torch.Tensor], y_train: torch.Tensor, x_val: dict[str, torch.Tensor],
-             y_val: torch.Tensor, n_classes: int, heads: list[Head], grid: ProbeGrid,
-             device: torch.device | str = "cpu") -> GridProbes:
+def fit_grid(
+    x_train: dict[str, torch.Tensor],
+    y_train: torch.Tensor,
+    x_val: dict[str, torch.Tensor],
+    y_val: torch.Tensor,
+    n_classes: int,
+    heads: list[Head],
+    grid: ProbeGrid,
+    device: torch.device | str = "cpu",
+) -> GridProbes:
     """Train ``heads`` (seeds x fractions; lr and C come from the grid) on every pooling of ``x_train``.
 
     C becomes the L2 strength 1 / (C n) on the mean cross-entropy, n the head's training subset: the objective of
     sklearn's LogisticRegression(C), whose loss is summed over the n examples."""
     keys = list(dict.fromkeys((h.seed, h.fraction) for h in heads))
     y = y_train.cpu().numpy()
-    grid_heads = [Head(seed, f, lr, 1 / (c * len(fewshot_subset(y, f, seed))) if c else 0.0)
-                  for seed, f in keys for lr in grid.lrs for c in (grid.cs or (0.0,))]
+    grid_heads = [
+        Head(seed, f, lr, 1 / (c * len(fewshot_subset(y, f, seed))) if c else 0.0)
+        for seed, f in keys
+        for lr in grid.lrs
+        for c in (grid.cs or (0.0,))
+    ]
     pools = list(x_train)
-    return GridProbes(pools, [fit(x_train[p], y_train, x_val[p], y_val, n_classes, grid_heads, grid.probe, device)
-                              for p in pools])
+    return GridProbes(
+        pools, [fit(x_train[p], y_train, x_val[p], y_val, n_classes, grid_heads, grid.probe, device) for p in pools]
+    )
 
 
 def select(probes: GridProbes) -> list[int]:
     """For each (seed, fraction), the best head over poolings x grid points (probe.select's ranking)."""
-    return best_per_key([(h.seed, h.fraction) for _, h in probes.heads], probes.val_f1,
-                        [v for p in probes.fits for v in p.val_loss])
+    return best_per_key(
+        [(h.seed, h.fraction) for _, h in probes.heads], probes.val_f1, [v for p in probes.fits for v in p.val_loss]
+    )

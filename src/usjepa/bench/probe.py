@@ -7,6 +7,7 @@ Every head of a sweep (seeds x label fractions x learning rates) trains in the s
 each head has its own subset, initialisation, batch order and stopping, and ends exactly as if trained alone.
 Only the training and validation splits are read here; test features only meet the kept weights (``proba``).
 """
+
 from __future__ import annotations
 
 import math
@@ -77,7 +78,7 @@ def fewshot_subset(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 def macro_f1(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> torch.Tensor:
     """Macro-F1 of each row of pred [H, N] against y [N], over the classes present in y or pred (as sklearn)."""
     rows = torch.arange(len(pred), device=pred.device).view(-1, 1) * n_classes * n_classes
-    conf = torch.bincount((rows + y * n_classes + pred).view(-1), minlength=len(pred) * n_classes ** 2)
+    conf = torch.bincount((rows + y * n_classes + pred).view(-1), minlength=len(pred) * n_classes**2)
     conf = conf.view(-1, n_classes, n_classes).double()
     tp = conf.diagonal(dim1=1, dim2=2)
     support = conf.sum(1) + conf.sum(2)
@@ -93,8 +94,9 @@ def chance_macro_f1(y: np.ndarray, n_classes: int) -> float:
     return float(max(constant, uniform))
 
 
-def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], carry: list[torch.Tensor], steps: int,
-                    batch: int) -> torch.Tensor:
+def _batch_schedule(
+    subsets: list[torch.Tensor], gens: list[torch.Generator], carry: list[torch.Tensor], steps: int, batch: int
+) -> torch.Tensor:
     """Indices [steps, H * B]: each head walks its own stream of fresh permutations of its subset.
 
     Heads with the same subset size and carry-over (a label fraction's seeds) are permuted in one sort.
@@ -109,7 +111,7 @@ def _batch_schedule(subsets: list[torch.Tensor], gens: list[torch.Generator], ca
         perms = torch.stack([subsets[h] for h in hs]).gather(1, noise.argsort(2).view(len(hs), -1))
         streams = torch.cat([torch.stack([carry[h] for h in hs]), perms], 1)
         for h, stream in zip(hs, streams):
-            rows[h], carry[h] = stream[: steps * batch], stream[steps * batch:]
+            rows[h], carry[h] = stream[: steps * batch], stream[steps * batch :]
     return torch.stack(rows).view(len(subsets), steps, batch).transpose(0, 1).reshape(steps, -1)
 
 
@@ -145,8 +147,9 @@ class _Streams:
 
     def keep(self, mask: torch.Tensor) -> None:
         """Drop finished streams, so that later steps cost only what is still training."""
-        self.slot, self.w, self.m, self.v, self.lr, self.l2 = (t[mask] for t in (self.slot, self.w, self.m, self.v, self.lr,
-                                                                               self.l2))
+        self.slot, self.w, self.m, self.v, self.lr, self.l2 = (
+            t[mask] for t in (self.slot, self.w, self.m, self.v, self.lr, self.l2)
+        )
         kept = mask.nonzero().view(-1).tolist()
         self.gens, self.subsets, self.carry = ([lst[i] for i in kept] for lst in (self.gens, self.subsets, self.carry))
 
@@ -159,8 +162,16 @@ def _batch_generator(seed: int, n_classes: int, dim: int) -> torch.Generator:
     return g
 
 
-def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
-        heads: list[Head], cfg: ProbeConfig = ProbeConfig(), device: torch.device | str = "cpu") -> Probes:
+def fit(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    n_classes: int,
+    heads: list[Head],
+    cfg: ProbeConfig = ProbeConfig(),
+    device: torch.device | str = "cpu",
+) -> Probes:
     """Train every head together on (train, val); keep each head's best epoch by validation macro-F1.
 
     Every head gets the full probe's step budget: an epoch is ceil(N_train / batch) steps, drawn from the head's
@@ -226,19 +237,29 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
             live.keep(going)
     if not cfg.early_stopping:
         epochs_run[:] = cfg.max_epochs
-    return Probes(heads, best_w[:, :, :-1].transpose(1, 2), best_w[:, :, -1], mean, std, best_epoch.tolist(),
-                  best_f1.tolist(), epochs_run.tolist(), best_loss.tolist())
+    return Probes(
+        heads,
+        best_w[:, :, :-1].transpose(1, 2),
+        best_w[:, :, -1],
+        mean,
+        std,
+        best_epoch.tolist(),
+        best_f1.tolist(),
+        epochs_run.tolist(),
+        best_loss.tolist(),
+    )
 
 
-def _adamw_step(p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor,
-                weight_decay: float, t: int) -> None:
+def _adamw_step(
+    p: torch.Tensor, m: torch.Tensor, v: torch.Tensor, grad: torch.Tensor, lr: torch.Tensor, weight_decay: float, t: int
+) -> None:
     """torch.optim.AdamW's update with one learning rate per head (torch's AdamW takes one per param group)."""
     b1, b2 = BETAS
     p.addcmul_(p, lr, value=-weight_decay)
     m.lerp_(grad, 1 - b1)
     v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-    c2 = math.sqrt(1 - b2 ** t)  # m / (sqrt(v) / c2 + eps) = c2 * m / (sqrt(v) + eps * c2)
-    p.addcdiv_(m * lr, v.sqrt().add_(EPS * c2), value=-c2 / (1 - b1 ** t))
+    c2 = math.sqrt(1 - b2**t)  # m / (sqrt(v) / c2 + eps) = c2 * m / (sqrt(v) + eps * c2)
+    p.addcdiv_(m * lr, v.sqrt().add_(EPS * c2), value=-c2 / (1 - b1**t))
 
 
 def select(probes: Probes) -> list[int]:
@@ -276,5 +297,7 @@ def scores(y: np.ndarray, proba: np.ndarray, n_classes: int) -> list[dict[str, f
     auroc = auc[:, 1] if n_classes == 2 else auc.mean(1)
     if len(present) < n_classes:
         auroc = np.full(len(proba), np.nan)
-    return [{"macro_f1": float(a), "acc": float(b), "bal_acc": float(c), "auroc": float(d)}
-            for a, b, c, d in zip(f1, hit.mean(1).numpy(), recall.mean(1), auroc)]
+    return [
+        {"macro_f1": float(a), "acc": float(b), "bal_acc": float(c), "auroc": float(d)}
+        for a, b, c, d in zip(f1, hit.mean(1).numpy(), recall.mean(1), auroc)
+    ]

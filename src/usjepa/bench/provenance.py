@@ -3,6 +3,7 @@
 ``verify`` recomputes every encoder's weights fingerprint and file hash and every task's split hash
 (records, labels, image and mask bytes) from a results.json, and says which changed.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,13 @@ def git_commit() -> str | None:
     src = Path(usjepa.__file__).parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=src, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "."], cwd=src,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "."],
+            cwd=src,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if head.returncode:
@@ -35,9 +41,14 @@ def git_commit() -> str | None:
 
 
 def provenance() -> dict:
-    return {"usjepa_version": usjepa.__version__, "git_commit": git_commit(),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
-            "torch": torch.__version__, "timm": timm.__version__}
+    return {
+        "usjepa_version": usjepa.__version__,
+        "git_commit": git_commit(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+    }
 
 
 def verify(results_path: str | Path) -> tuple[list[str], bool]:
@@ -62,8 +73,13 @@ def verify(results_path: str | Path) -> tuple[list[str], bool]:
         lines.append(f"encoder {spec}: " + ("changed: " + "; ".join(diff) if diff else "unchanged"))
     for name, rec in tasks.items():
         try:
-            h = load_task(rec["source"], cfg["data_root"], cfg["val_seed"], cfg["val_fraction"],
-                          cfg.get("allow_incomplete_tasks", False)).split_hash
+            h = load_task(
+                rec["source"],
+                cfg["data_root"],
+                cfg["val_seed"],
+                cfg["val_fraction"],
+                cfg.get("allow_incomplete_tasks", False),
+            ).split_hash
             diff = [] if h == rec["split_hash"] else [f"split hash {_short(rec['split_hash'])} -> {_short(h)}"]
         except UsjepaError as e:
             diff = [f"cannot load ({e})"]

@@ -1,4 +1,5 @@
 """Benchmark outputs: results.json, results.csv, leaderboard.md, plots, and one self-contained report.html."""
+
 from __future__ import annotations
 
 import base64
@@ -17,9 +18,29 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
-CSV_FIELDS = ("encoder", "task", "protocol", "seed", "fraction", "corruption", "severity", "macro_f1", "ci_low", "ci_high",
-              "acc", "bal_acc", "auroc", "relative_drop", "effective_rank", "val_macro_f1", "best_epoch", "lr", "pooling",
-              "weights_fingerprint", "split_hash")
+CSV_FIELDS = (
+    "encoder",
+    "task",
+    "protocol",
+    "seed",
+    "fraction",
+    "corruption",
+    "severity",
+    "macro_f1",
+    "ci_low",
+    "ci_high",
+    "acc",
+    "bal_acc",
+    "auroc",
+    "relative_drop",
+    "effective_rank",
+    "val_macro_f1",
+    "best_epoch",
+    "lr",
+    "pooling",
+    "weights_fingerprint",
+    "split_hash",
+)
 ALPHA = 0.05  # paired tests: Holm-adjusted p below this is "significantly better"
 TIED = "≈"  # beside a cell indistinguishable from its column's bold best
 
@@ -36,9 +57,13 @@ class Table:
     tied: dict[str, list[bool]] = field(default_factory=dict)  # cells marked TIED: not significantly below the best
 
     def _unflagged(self) -> dict[str, list[tuple[float, float | None] | None]]:
-        return {name: [None if f or isinstance(v, str) else v
-                       for v, f in zip(vals, self.flagged.get(name, [False] * len(vals)))]
-                for name, vals in self.rows.items()}
+        return {
+            name: [
+                None if f or isinstance(v, str) else v
+                for v, f in zip(vals, self.flagged.get(name, [False] * len(vals)))
+            ]
+            for name, vals in self.rows.items()
+        }
 
     def best(self) -> list[float | None]:
         """The best mean of each column, among cells that are not flagged."""
@@ -52,7 +77,9 @@ class Table:
             row = [(name, False)]
             for v, u, b, tie in zip(vals, unflagged[name], best, self.tied.get(name, [False] * len(vals))):
                 bold = u is not None and b is not None and bool(np.isclose(u[0], b))
-                mark = "†" if v is not None and u is None and not isinstance(v, str) else TIED if tie and not bold else ""
+                mark = (
+                    "†" if v is not None and u is None and not isinstance(v, str) else TIED if tie and not bold else ""
+                )
                 row.append((_format(v) + mark, bold))
             out.append(row)
         return out
@@ -95,8 +122,10 @@ def preset_label(results: dict) -> str:
     lrs, pools = ", ".join(f"{v:g}" for v in g["lrs"]), ", ".join(g["poolings"]) or "each encoder's own"
     cs = f" x L2 C {{{', '.join(f'{v:g}' for v in g['cs'])}}}" if g.get("cs") else ""
     stop = "early stopping on validation" if g["probe"]["early_stopping"] else "last epoch kept"
-    return (f"probe preset '{proto['preset']}': lr {{{lrs}}}{cs} x pooling {{{pools}}}, {stop}, chosen per seed on "
-            "validation")
+    return (
+        f"probe preset '{proto['preset']}': lr {{{lrs}}}{cs} x pooling {{{pools}}}, {stop}, chosen per seed on "
+        "validation"
+    )
 
 
 INCOMPLETE = "‡"  # marks a task scored although a split lacks a class (bench --allow-incomplete-tasks)
@@ -108,8 +137,11 @@ def task_columns(results: dict) -> list[str]:
 
 
 def warnings_note(results: dict) -> list[str]:
-    return [f"{INCOMPLETE} {info['warning']}: scored anyway, not comparable" for info in results["tasks"].values()
-            if info.get("warning")]
+    return [
+        f"{INCOMPLETE} {info['warning']}: scored anyway, not comparable"
+        for info in results["tasks"].values()
+        if info.get("warning")
+    ]
 
 
 def tables(results: dict) -> list[Table]:
@@ -117,33 +149,73 @@ def tables(results: dict) -> list[Table]:
     columns = [*task_columns(results), "mean"]
     out = [score_table(results, proto) for proto in TITLES if _select(rows, protocol=proto)]
     if any("effective_rank" in r for r in _select(rows, protocol="linear")):
-        ranks = {e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
-                 for e in encs}  # one value per encoder x task: every seed's row carries the same features' rank
-        out.append(Table("Feature effective rank (RankMe of the standardised train features, at most the feature width; "
-                         "collapse shows as a low rank)", columns, {e: [*v, _mean_of(v)] for e, v in ranks.items()}))
+        ranks = {
+            e: [_single(_select(rows, protocol="linear", encoder=e, task=t), "effective_rank") for t in tasks]
+            for e in encs
+        }  # one value per encoder x task: every seed's row carries the same features' rank
+        out.append(
+            Table(
+                "Feature effective rank (RankMe of the standardised train features, at most the feature width; "
+                "collapse shows as a low rank)",
+                columns,
+                {e: [*v, _mean_of(v)] for e, v in ranks.items()},
+            )
+        )
     fractions = sorted({r["fraction"] for r in _select(rows, protocol="fewshot")})
     if fractions:
-        out.append(Table(f"Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds; {preset_label(results)})",
-                         [f"{f:.0%}" for f in fractions],
-                         {e: [_stats(_select(rows, protocol="fewshot", encoder=e, fraction=f)) for f in fractions] for e in encs}))
+        out.append(
+            Table(
+                "Few-shot: test macro-F1 % by label fraction (mean ± sd over tasks and seeds; "
+                f"{preset_label(results)})",
+                [f"{f:.0%}" for f in fractions],
+                {
+                    e: [_stats(_select(rows, protocol="fewshot", encoder=e, fraction=f)) for f in fractions]
+                    for e in encs
+                },
+            )
+        )
     conds = sorted({(r["corruption"], r["severity"]) for r in _select(rows, protocol="robust")})
     if conds:
-        out.append(Table("Robustness: relative change of test macro-F1 % vs clean (mean ± sd over tasks and seeds)",
-                         [f"{c}@{s}" for c, s in conds],
-                         {e: [_stats(_select(rows, protocol="robust", encoder=e, corruption=c, severity=s), "relative_drop")
-                              for c, s in conds] for e in encs}))
+        out.append(
+            Table(
+                "Robustness: relative change of test macro-F1 % vs clean (mean ± sd over tasks and seeds)",
+                [f"{c}@{s}" for c, s in conds],
+                {
+                    e: [
+                        _stats(_select(rows, protocol="robust", encoder=e, corruption=c, severity=s), "relative_drop")
+                        for c, s in conds
+                    ]
+                    for e in encs
+                },
+            )
+        )
     near_chance = {e: [_near_chance(results, rows, e, t) for t in tasks] + [False] for e in encs}
     for kind in sorted({c for c, _ in conds}):  # the strongest severity of each corruption, task by task
         top = max(s for c, s in conds if c == kind)
-        cell = {e: [_stats(_select(rows, protocol="robust", encoder=e, task=t, corruption=kind, severity=top),
-                           "relative_drop") for t in tasks] for e in encs}
-        out.append(Table(f"Robustness, {kind}@{top} by task: relative change of test macro-F1 % vs clean "
-                         f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
-                         "is mostly noise)", columns, {e: [*v, _mean_of(v)] for e, v in cell.items()}, near_chance))
+        cell = {
+            e: [
+                _stats(
+                    _select(rows, protocol="robust", encoder=e, task=t, corruption=kind, severity=top), "relative_drop"
+                )
+                for t in tasks
+            ]
+            for e in encs
+        }
+        out.append(
+            Table(
+                f"Robustness, {kind}@{top} by task: relative change of test macro-F1 % vs clean "
+                f"(mean ± sd over seeds; † clean score within {NEAR_CHANCE:g} points of chance, so the change "
+                "is mostly noise)",
+                columns,
+                {e: [*v, _mean_of(v)] for e, v in cell.items()},
+                near_chance,
+            )
+        )
     return out
 
 
 # --- test-set uncertainty: CI cells, "indistinguishable from the best" marks, significance matrices ---
+
 
 def score_table(results: dict, proto: str) -> Table:
     """One protocol's test macro-F1 by task: mean over seeds [95 % bootstrap CI over test images]; TIED marks the
@@ -156,12 +228,15 @@ def score_table(results: dict, proto: str) -> Table:
         per_task.append(mean if mean is None or e not in mean_ci else (mean[0], tuple(100 * v for v in mean_ci[e])))
     table = Table("", [*task_columns(results), "mean"], cells)
     best = table.best()
-    table.tied = {e: [_indistinguishable(results, proto, t, e, b, cells) for t, b in zip(tasks, best)] + [False]
-                  for e in encs}
+    table.tied = {
+        e: [_indistinguishable(results, proto, t, e, b, cells) for t, b in zip(tasks, best)] + [False] for e in encs
+    }
     preset = f"; {preset_label(results)}" if proto == "linear" and preset_label(results) else ""
     spread = "[95 % bootstrap CI over test images, seeds pooled]" if "ci_low" in (rows[0] if rows else {}) else "± sd"
-    table.title = (f"{TITLES[proto]}: test macro-F1 %, mean over seeds {spread}; bold: best, {TIED}: not significantly "
-                   f"below the best (paired permutation test, Holm-adjusted p ≥ {ALPHA:g}){preset}")
+    table.title = (
+        f"{TITLES[proto]}: test macro-F1 %, mean over seeds {spread}; bold: best, {TIED}: not significantly "
+        f"below the best (paired permutation test, Holm-adjusted p ≥ {ALPHA:g}){preset}"
+    )
     return table
 
 
@@ -183,8 +258,16 @@ def _comparison(results: dict, proto: str, task: str, a: str, b: str) -> dict | 
 
 
 def _indistinguishable(results: dict, proto: str, task: str, enc: str, best: float | None, cells: dict) -> bool:
-    leader = next((e for e, v in cells.items() if best is not None and v[list(results["tasks"]).index(task)] is not None
-                   and np.isclose(v[list(results["tasks"]).index(task)][0], best)), None)
+    leader = next(
+        (
+            e
+            for e, v in cells.items()
+            if best is not None
+            and v[list(results["tasks"]).index(task)] is not None
+            and np.isclose(v[list(results["tasks"]).index(task)][0], best)
+        ),
+        None,
+    )
     if leader is None or leader == enc:
         return False
     c = _comparison(results, proto, task, enc, leader)
@@ -205,17 +288,22 @@ def significance_tables(results: dict) -> list[Table]:
                 for b in encs:
                     c = None if a == b else _comparison(results, proto, task, a, b)
                     cells[a].append("" if c is None else _matrix_cell(c))
-            out.append(Table(f"{title}, {task}: significantly better than? Row minus column, test macro-F1 "
-                             f"points [95 % paired bootstrap CI], Holm-adjusted permutation p over the task's pairs; "
-                             f"▲ row significantly better (p < {ALPHA:g}), ▼ significantly worse", encs, cells))
+            out.append(
+                Table(
+                    f"{title}, {task}: significantly better than? Row minus column, test macro-F1 "
+                    f"points [95 % paired bootstrap CI], Holm-adjusted permutation p over the task's pairs; "
+                    f"▲ row significantly better (p < {ALPHA:g}), ▼ significantly worse",
+                    encs,
+                    cells,
+                )
+            )
     return out
 
 
 def _matrix_cell(c: dict) -> str:
     sig = c["p_holm"] < ALPHA
     mark = ("▲ " if c["diff"] > 0 else "▼ ") if sig else ""
-    return (f"{mark}{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] "
-            f"p={c['p_holm']:.3g}")
+    return f"{mark}{100 * c['diff']:+.1f} [{100 * c['ci_low']:+.1f}, {100 * c['ci_high']:+.1f}] p={c['p_holm']:.3g}"
 
 
 def _near_chance(results: dict, rows: list[dict], encoder: str, task: str) -> bool:
@@ -238,13 +326,18 @@ def to_markdown(t: Table) -> str:
 
 def to_html(t: Table) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in ["encoder", *t.columns])
-    body = "".join("<tr>" + "".join(f"<td>{'<b>' if b else ''}{html.escape(s)}{'</b>' if b else ''}</td>" for s, b in row)
-                   + "</tr>" for row in t.cells())
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{'<b>' if b else ''}{html.escape(s)}{'</b>' if b else ''}</td>" for s, b in row)
+        + "</tr>"
+        for row in t.cells()
+    )
     return f"<h3>{html.escape(t.title)}</h3><table><tr>{head}</tr>{body}</table>"
 
 
-def _curves(results: dict, points: Callable[[list[dict]], tuple[list[float], list]], title: Callable[[str], str],
-            **axes_kw) -> plt.Figure:
+def _curves(
+    results: dict, points: Callable[[list[dict]], tuple[list[float], list]], title: Callable[[str], str], **axes_kw
+) -> plt.Figure:
     """One panel per task, one line per encoder: mean ± sd of test macro-F1 at the points ``points`` picks."""
     tasks = list(results["tasks"])
     fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.4), squeeze=False)
@@ -269,13 +362,16 @@ def fewshot_figure(results: dict) -> plt.Figure:
 def robustness_figure(results: dict, corruption: str) -> plt.Figure:
     def points(rows: list[dict]) -> tuple[list[float], list]:
         sevs = sorted({r["severity"] for r in _select(rows, protocol="robust", corruption=corruption)})
-        return [0, *sevs], [_stats(_select(rows, protocol="linear"))] + \
-            [_stats(_select(rows, protocol="robust", corruption=corruption, severity=s)) for s in sevs]
+        return [0, *sevs], [_stats(_select(rows, protocol="linear"))] + [
+            _stats(_select(rows, protocol="robust", corruption=corruption, severity=s)) for s in sevs
+        ]
 
     return _curves(results, points, lambda task: f"{task}: {corruption}", xlabel="severity ε", xticks=range(4))
 
 
-def tsne_figure(embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], encs: list[str], tasks: list[str]) -> plt.Figure:
+def tsne_figure(
+    embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], encs: list[str], tasks: list[str]
+) -> plt.Figure:
     fig, axes = plt.subplots(len(tasks), len(encs), figsize=(2.6 * len(encs), 2.6 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
         for j, enc in enumerate(encs):
@@ -311,20 +407,26 @@ def monitor_figure(curves: dict[str, dict[int, dict]]) -> plt.Figure:
     fig, (ax_rank, ax_probe) = plt.subplots(1, 2, figsize=(11, 3.6))
     for name, rows in curves.items():
         steps, first = list(rows), next(iter(rows.values()))
-        line, = ax_rank.plot(steps, [float(r["rank"]) for r in rows.values()], marker=".", label=name)
+        (line,) = ax_rank.plot(steps, [float(r["rank"]) for r in rows.values()], marker=".", label=name)
         for probe, style in (("linear", "-"), ("knn", "--")):
             cols = [k for k in first if k.startswith(f"{probe}_")]
             if cols:
-                ax_probe.plot(steps, [100 * np.mean([float(r[c]) for c in cols]) for r in rows.values()], style,
-                              marker=".", color=line.get_color(), label=f"{name} {probe}")
+                ax_probe.plot(
+                    steps,
+                    [100 * np.mean([float(r[c]) for c in cols]) for r in rows.values()],
+                    style,
+                    marker=".",
+                    color=line.get_color(),
+                    label=f"{name} {probe}",
+                )
     ax_rank.set(title="feature effective rank (held-out corpus images)", xlabel="pretraining step", ylabel="RankMe")
-    ax_probe.set(title="online probe: linear (solid), kNN (dashed)", xlabel="pretraining step",
-                 ylabel="val macro-F1 (%)")
+    ax_probe.set(
+        title="online probe: linear (solid), kNN (dashed)", xlabel="pretraining step", ylabel="val macro-F1 (%)"
+    )
     for ax in (ax_rank, ax_probe):
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
-
 
 
 def _png(fig: plt.Figure, path: Path) -> bytes:
@@ -335,11 +437,18 @@ def _png(fig: plt.Figure, path: Path) -> bytes:
     return buf.getvalue()
 
 
-def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]) -> dict[str, Path]:
+def write_report(
+    out: Path, results: dict, embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+) -> dict[str, Path]:
     """Write every artefact into ``out``; returns their paths by name."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
-    paths = {"json": out / "results.json", "csv": out / "results.csv", "md": out / "leaderboard.md", "html": out / "report.html"}
+    paths = {
+        "json": out / "results.json",
+        "csv": out / "results.csv",
+        "md": out / "leaderboard.md",
+        "html": out / "report.html",
+    }
     paths["json"].write_text(json.dumps(results, indent=1))
     with open(paths["csv"], "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
@@ -348,8 +457,13 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
     tabs, matrices = tables(results), significance_tables(results)
     preset = f"Probe tables by the {preset_label(results)}.\n\n" if preset_label(results) else ""
     note = "".join(f"{line}\n\n" for line in warnings_note(results))
-    paths["md"].write_text("# Leaderboard\n\n" + preset + note + "\n".join(to_markdown(t) for t in tabs)
-                           + ("\n## Paired comparisons\n\n" + "\n".join(to_markdown(t) for t in matrices) if matrices else ""))
+    paths["md"].write_text(
+        "# Leaderboard\n\n"
+        + preset
+        + note
+        + "\n".join(to_markdown(t) for t in tabs)
+        + ("\n## Paired comparisons\n\n" + "\n".join(to_markdown(t) for t in matrices) if matrices else "")
+    )
     figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
@@ -364,25 +478,40 @@ def write_report(out: Path, results: dict, embeddings: dict[tuple[str, str], tup
 
 def _html(results: dict, tabs: list[Table], matrices: list[Table], images: dict[str, bytes]) -> str:
     prov = results["provenance"]
-    enc_rows = "".join(f"<tr><td>{html.escape(s)}</td><td><code>{html.escape(e.get('spec', s))}</code></td>"
-                       f"<td><code>{e['fingerprint'][:16]}</code></td>"
-                       f"<td><code>{(e['weights_sha256'] or '–')[:16]}</code></td><td>{e['in_chans']}×{e['img_size']}²</td>"
-                       f"<td>{e['pooling']}</td></tr>" for s, e in results["encoders"].items())
-    task_rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{t['n_classes']}</td><td>{t['sizes']['train']} / {t['sizes']['val']} / "
-                        f"{t['sizes']['test']}</td><td><code>{t['split_hash'][:16]}</code></td><td>{t['version'] or '–'}</td></tr>"
-                        for n, t in results["tasks"].items())
-    imgs = "".join(f"<h3>{html.escape(name)}</h3><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-                   for name, png in images.items())
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:100%}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>usjepa bench</title><style>{style}</style></head><body>"
-            f"<h1>usjepa benchmark</h1><p>usjepa {prov['usjepa_version']} · commit {prov['git_commit'] or 'unknown'} · "
-            f"{prov['created']} · seeds {results['config']['seeds']}</p><p>{html.escape(preset_label(results))}</p>"
-            + "".join(f"<p>{html.escape(line)}</p>" for line in warnings_note(results))
-            + "".join(to_html(t) for t in tabs)
-            + ("<h2>Paired comparisons</h2>" + "".join(to_html(t) for t in matrices) if matrices else "")
-            + "<h2>Plots</h2>" + imgs
-            + "<h2>Inputs</h2><table><tr><th>encoder</th><th>spec</th><th>weights fingerprint</th><th>file sha256</th><th>input</th>"
-              f"<th>pooling</th></tr>{enc_rows}</table><table><tr><th>task</th><th>classes</th><th>train / val / test</th>"
-              f"<th>split hash</th><th>UltraBench</th></tr>{task_rows}</table><h2>Resolved config</h2><pre>"
-            + html.escape(json.dumps(results["config"], indent=1)) + "</pre></body></html>")
+    enc_rows = "".join(
+        f"<tr><td>{html.escape(s)}</td><td><code>{html.escape(e.get('spec', s))}</code></td>"
+        f"<td><code>{e['fingerprint'][:16]}</code></td>"
+        f"<td><code>{(e['weights_sha256'] or '–')[:16]}</code></td><td>{e['in_chans']}×{e['img_size']}²</td>"
+        f"<td>{e['pooling']}</td></tr>"
+        for s, e in results["encoders"].items()
+    )
+    task_rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{t['n_classes']}</td><td>{t['sizes']['train']} / {t['sizes']['val']} / "
+        f"{t['sizes']['test']}</td><td><code>{t['split_hash'][:16]}</code></td><td>{t['version'] or '–'}</td></tr>"
+        for n, t in results["tasks"].items()
+    )
+    imgs = "".join(
+        f"<h3>{html.escape(name)}</h3><img alt='{name}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        for name, png in images.items()
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #bbb;padding:3px 8px;font-size:13px}th{background:#eee}img{max-width:100%}"
+    )
+    return (
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>usjepa "
+        f"bench</title><style>{style}</style></head><body>"
+        f"<h1>usjepa benchmark</h1><p>usjepa {prov['usjepa_version']} · commit {prov['git_commit'] or 'unknown'} · "
+        f"{prov['created']} · seeds {results['config']['seeds']}</p><p>{html.escape(preset_label(results))}</p>"
+        + "".join(f"<p>{html.escape(line)}</p>" for line in warnings_note(results))
+        + "".join(to_html(t) for t in tabs)
+        + ("<h2>Paired comparisons</h2>" + "".join(to_html(t) for t in matrices) if matrices else "")
+        + "<h2>Plots</h2>"
+        + imgs
+        + "<h2>Inputs</h2><table><tr><th>encoder</th><th>spec</th><th>weights fingerprint</th><th>file "
+        "sha256</th><th>input</th>"
+        f"<th>pooling</th></tr>{enc_rows}</table><table><tr><th>task</th><th>classes</th><th>train / val / test</th>"
+        f"<th>split hash</th><th>UltraBench</th></tr>{task_rows}</table><h2>Resolved config</h2><pre>"
+        + html.escape(json.dumps(results["config"], indent=1))
+        + "</pre></body></html>"
+    )

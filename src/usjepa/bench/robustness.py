@@ -3,6 +3,7 @@
 Probes trained on clean features are evaluated on features of corrupted test images; the report gives the
 absolute score and the relative drop from the clean score. Severity 0 is the clean test set.
 """
+
 from __future__ import annotations
 
 from usjepa.data.corruptions import CONTRAST_ALPHA
@@ -12,12 +13,16 @@ CORRUPTIONS = ("blur", "contrast", "speckle")
 SEVERITIES = tuple(s for s in CONTRAST_ALPHA if s > 0)
 
 
-def conditions(corruptions: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = SEVERITIES) -> list[tuple[str, int]]:
+def conditions(
+    corruptions: tuple[str, ...] = CORRUPTIONS, severities: tuple[int, ...] = SEVERITIES
+) -> list[tuple[str, int]]:
     """(corruption, severity) pairs, validated before any work."""
     bad = [c for c in corruptions if c not in CORRUPTIONS] + [str(s) for s in severities if s not in SEVERITIES]
     if bad:
-        raise ConfigError(f"robustness: unknown corruption or severity {', '.join(bad)} "
-                          f"(corruptions {', '.join(CORRUPTIONS)}; severities {SEVERITIES})")
+        raise ConfigError(
+            f"robustness: unknown corruption or severity {', '.join(bad)} "
+            f"(corruptions {', '.join(CORRUPTIONS)}; severities {SEVERITIES})"
+        )
     return [(c, s) for c in corruptions for s in severities]
 
 

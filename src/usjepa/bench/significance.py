@@ -6,6 +6,7 @@ seed-averaged macro-F1 (``usjepa.bench.stats``), which every row of the group ca
 encoders' mean over tasks gets a CI too: per task the same stratified resamples, averaged over tasks. Each
 task's encoder pairs are compared on the same test images, Holm-corrected across that task's pairs.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -39,8 +40,13 @@ def split_predictions(rows: list[dict]) -> tuple[list[dict], dict[tuple, np.ndar
     return clean, {k: np.asarray(v, dtype=np.int64) for k, v in preds.items()}
 
 
-def annotate(rows: list[dict], preds: dict[tuple, np.ndarray], labels: dict[str, np.ndarray],
-             n_classes: dict[str, int], resamples: int = RESAMPLES) -> dict:
+def annotate(
+    rows: list[dict],
+    preds: dict[tuple, np.ndarray],
+    labels: dict[str, np.ndarray],
+    n_classes: dict[str, int],
+    resamples: int = RESAMPLES,
+) -> dict:
     """Set ci_low / ci_high on every row that has predictions; return the comparisons and the mean-over-task CIs."""
     counts = {t: stratified_counts(y, resamples, np.random.default_rng(0)) for t, y in labels.items()}
     draws = {k: macro_f1_draws(labels[k[1]], p, n_classes[k[1]], counts[k[1]]) for k, p in preds.items()}
@@ -53,12 +59,14 @@ def annotate(rows: list[dict], preds: dict[tuple, np.ndarray], labels: dict[str,
 
 
 def _clean_groups(preds: dict[tuple, np.ndarray], protocol: str, task: str) -> dict[str, np.ndarray]:
-    return {k[0]: p for k, p in preds.items() if k[1] == task and k[2] == protocol and k[3] in (None, 1.0)
-            and k[4] is None}
+    return {
+        k[0]: p for k, p in preds.items() if k[1] == task and k[2] == protocol and k[3] in (None, 1.0) and k[4] is None
+    }
 
 
-def _comparisons(preds: dict[tuple, np.ndarray], labels: dict[str, np.ndarray], n_classes: dict[str, int],
-                 resamples: int) -> list[dict]:
+def _comparisons(
+    preds: dict[tuple, np.ndarray], labels: dict[str, np.ndarray], n_classes: dict[str, int], resamples: int
+) -> list[dict]:
     out = []
     for protocol in COMPARED:
         for task, y in labels.items():
@@ -66,8 +74,19 @@ def _comparisons(preds: dict[tuple, np.ndarray], labels: dict[str, np.ndarray], 
             pairs = [(a, b) for a, b in combinations(groups, 2) if groups[a].shape == groups[b].shape]
             tests = [paired_test(y, groups[a], groups[b], n_classes[task], resamples) for a, b in pairs]
             for (a, b), t, p_holm in zip(pairs, tests, holm([t.p for t in tests]) if tests else []):
-                out.append({"task": task, "protocol": protocol, "a": a, "b": b, "diff": t.diff, "ci_low": t.ci_low,
-                            "ci_high": t.ci_high, "p": t.p, "p_holm": float(p_holm)})
+                out.append(
+                    {
+                        "task": task,
+                        "protocol": protocol,
+                        "a": a,
+                        "b": b,
+                        "diff": t.diff,
+                        "ci_low": t.ci_low,
+                        "ci_high": t.ci_high,
+                        "p": t.p,
+                        "p_holm": float(p_holm),
+                    }
+                )
     return out
 
 

@@ -5,6 +5,7 @@ Everything works from per-image test predictions ``pred [S, N]`` (S probe seeds,
 images (each image's count in the resample), so the confusion matrices of every seed under every resample are one
 matrix product of the counts [B, N] with the images' one-hot (seed, label, prediction) cells [N, S * C * C].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,8 +62,9 @@ def _f1_of_confusions(conf: np.ndarray, n_seeds: int, n_classes: int) -> np.ndar
 def macro_f1_draws(y: np.ndarray, pred: np.ndarray, n_classes: int, counts: np.ndarray) -> np.ndarray:
     """Seed-averaged macro-F1 [B] of predictions ``pred [S, N]`` under each resample's image counts [B, N]."""
     cells = _cells(y, pred, n_classes)
-    return np.concatenate([_f1_of_confusions(counts[i:i + CHUNK] @ cells, len(pred), n_classes)
-                           for i in range(0, len(counts), CHUNK)])
+    return np.concatenate(
+        [_f1_of_confusions(counts[i : i + CHUNK] @ cells, len(pred), n_classes) for i in range(0, len(counts), CHUNK)]
+    )
 
 
 def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
@@ -71,15 +73,23 @@ def interval(draws: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def bootstrap_ci(y: np.ndarray, pred: np.ndarray, n_classes: int, resamples: int = RESAMPLES, seed: int = 0,
-                 level: float = LEVEL) -> tuple[float, float]:
+def bootstrap_ci(
+    y: np.ndarray, pred: np.ndarray, n_classes: int, resamples: int = RESAMPLES, seed: int = 0, level: float = LEVEL
+) -> tuple[float, float]:
     """Percentile CI of the seed-averaged test macro-F1, resampling test images within their class."""
     counts = stratified_counts(y, resamples, np.random.default_rng(seed))
     return interval(macro_f1_draws(y, np.atleast_2d(pred), n_classes, counts), level)
 
 
-def paired_test(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classes: int, resamples: int = RESAMPLES,
-                seed: int = 0, level: float = LEVEL) -> Comparison:
+def paired_test(
+    y: np.ndarray,
+    pred_a: np.ndarray,
+    pred_b: np.ndarray,
+    n_classes: int,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> Comparison:
     """Compare two encoders' predictions [S, N] on the same test images.
 
     The difference's CI comes from a paired stratified bootstrap (both encoders see the same resampled images).
@@ -89,12 +99,16 @@ def paired_test(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_classes
     """
     pred_a, pred_b = np.atleast_2d(pred_a), np.atleast_2d(pred_b)
     if pred_a.shape != pred_b.shape:
-        raise ValueError(f"paired_test: predictions must match in seeds and images, got {pred_a.shape} vs {pred_b.shape}")
+        raise ValueError(
+            f"paired_test: predictions must match in seeds and images, got {pred_a.shape} vs {pred_b.shape}"
+        )
     rng = np.random.default_rng(seed)
     s = len(pred_a)
     cells_a, cells_b = _cells(y, pred_a, n_classes), _cells(y, pred_b, n_classes)
     ones = np.ones((1, len(y)), np.float32)
-    diff = float(_f1_of_confusions(ones @ cells_a, s, n_classes)[0] - _f1_of_confusions(ones @ cells_b, s, n_classes)[0])
+    diff = float(
+        _f1_of_confusions(ones @ cells_a, s, n_classes)[0] - _f1_of_confusions(ones @ cells_b, s, n_classes)[0]
+    )
     counts = stratified_counts(y, resamples, rng)
     boot = macro_f1_draws(y, pred_a, n_classes, counts) - macro_f1_draws(y, pred_b, n_classes, counts)
     conf_a, conf_b, swap = ones @ cells_a, ones @ cells_b, cells_b - cells_a

@@ -1,4 +1,5 @@
 """Running small CPU work single-threaded: per-image ops and tiny matrices lose badly to thread hand-offs."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

@@ -5,6 +5,7 @@ the item's own generator, so image and mask move together; the photometric ones 
 speckle, contrast) are the corruption primitives of :mod:`usjepa.data.corruptions`. Every random draw
 comes from the item's seed, so an item augments identically whatever worker runs it.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,9 @@ def crop_box(g: torch.Generator, h: int, w: int, scale: tuple[float, float]) -> 
     return 0, 0, h, w
 
 
-def augment(img: torch.Tensor, mask: torch.Tensor, cfg: AugmentConfig, size: int,
-            seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def augment(
+    img: torch.Tensor, mask: torch.Tensor, cfg: AugmentConfig, size: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """img [C,H,W] float in [0,1], mask [H,W] bool -> both at size x size, augmented from ``seed``."""
     g = torch.Generator().manual_seed(seed)
     box = crop_box(g, img.shape[-2], img.shape[-1], cfg.crop_scale)

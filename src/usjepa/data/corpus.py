@@ -7,6 +7,7 @@ epoch order goes to rank p % world, so ranks are disjoint and their union is the
 seed comes from (seed, epoch, p) and drives its augmentation and its masks, so batches do not depend on
 the number of workers, and a resume at batch k skips k batches without decoding them.
 """
+
 from __future__ import annotations
 
 import functools
@@ -147,8 +148,12 @@ class PretrainDataset(Dataset):
         elif img.shape[-1] != size or img.shape[-2] != size:
             img = F.interpolate(img[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
             mask = F.interpolate(mask[None, None].float(), size=(size, size), mode="nearest")[0, 0].bool()
-        return {"image": img.expand(self.cfg.data.in_chans, -1, -1).contiguous(), "scan_mask": mask, "seed": seed,
-                "index": int(pos)}
+        return {
+            "image": img.expand(self.cfg.data.in_chans, -1, -1).contiguous(),
+            "scan_mask": mask,
+            "seed": seed,
+            "index": int(pos),
+        }
 
 
 class EpochBatches:
@@ -171,7 +176,7 @@ class EpochBatches:
     def __iter__(self):
         pos = self._positions()
         for b in range(self.start, len(self)):
-            yield [(self.epoch, int(p)) for p in pos[b * self.batch:(b + 1) * self.batch]]
+            yield [(self.epoch, int(p)) for p in pos[b * self.batch : (b + 1) * self.batch]]
 
 
 class PretrainLoader:
@@ -190,23 +195,39 @@ class PretrainLoader:
         return iter(self.loader)
 
 
-def build_pretrain_loader(cfg: Config, split: str = "train", rank: int = 0, world: int = 1, collate_fn=None,
-                          sources: list[Source] | None = None) -> PretrainLoader:
+def build_pretrain_loader(
+    cfg: Config,
+    split: str = "train",
+    rank: int = 0,
+    world: int = 1,
+    collate_fn=None,
+    sources: list[Source] | None = None,
+) -> PretrainLoader:
     """The loader of ``split`` ("train": capped mixture, augmented, drop_last; "val": the held-out
     ``val_fraction`` of every source, unaugmented) for ``rank`` of ``world``."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     batch = cfg.optim.batch_size // world // cfg.optim.accum_steps
     if batch < 1:
-        raise ConfigError(f"optim.batch_size: {cfg.optim.batch_size} gives no sample per rank for {world} ranks x "
-                          f"{cfg.optim.accum_steps} accumulation steps")
+        raise ConfigError(
+            f"optim.batch_size: {cfg.optim.batch_size} gives no sample per rank for {world} ranks x "
+            f"{cfg.optim.accum_steps} accumulation steps"
+        )
     ds = PretrainDataset(cfg, sources if sources is not None else open_sources(cfg.data.sources), split)
     if len(ds) < world:
         hint = "; set data.val_fraction=0 to skip validation" if split == "val" else ""
-        raise DataError(f"data.sources: the {split} split holds {len(ds)} item(s), fewer than the {world} process(es); "
-                        f"every rank needs at least one{hint}")
+        raise DataError(
+            f"data.sources: the {split} split holds {len(ds)} item(s), fewer than the {world} process(es); "
+            f"every rank needs at least one{hint}"
+        )
     batches = EpochBatches(ds, rank, world, batch, drop_last=split == "train")
     workers = cfg.data.num_workers
-    loader = DataLoader(ds, batch_sampler=batches, num_workers=workers, collate_fn=collate_fn or default_collate,
-                        persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
+    loader = DataLoader(
+        ds,
+        batch_sampler=batches,
+        num_workers=workers,
+        collate_fn=collate_fn or default_collate,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers else None,
+    )
     return PretrainLoader(ds, batches, loader)

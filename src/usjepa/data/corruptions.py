@@ -3,6 +3,7 @@
 All take float images in [0, 1] shaped [..., H, W] and a bool scan mask broadcastable to them.
 Severity eps = 0 is the identity.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,8 +34,13 @@ def contrast(img: torch.Tensor, scan_mask: torch.Tensor, alpha: float) -> torch.
     return torch.where(m, med + alpha * (img - med), img).clamp(0, 1)
 
 
-def speckle(img: torch.Tensor, scan_mask: torch.Tensor, sigma: float, generator: torch.Generator | None = None,
-            corr_sigma: float = 1.0) -> torch.Tensor:
+def speckle(
+    img: torch.Tensor,
+    scan_mask: torch.Tensor,
+    sigma: float,
+    generator: torch.Generator | None = None,
+    corr_sigma: float = 1.0,
+) -> torch.Tensor:
     """Multiplicative correlated speckle: x * (1 + sigma * n), n smoothed Gaussian noise with unit std."""
     if sigma <= 0:
         return img

@@ -1,4 +1,5 @@
 """Decoding image files (PNG, JPEG, BMP, TIFF) into uint8 arrays, with errors that name the file."""
+
 from __future__ import annotations
 
 import warnings
@@ -37,13 +38,17 @@ def read_image(path: str | Path, frame: int = 0) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(p) as im:
                 if im.width * im.height > MAX_PIXELS:
-                    raise DataError(f"{p}: image too large ({im.width}x{im.height} pixels > {MAX_PIXELS}); refusing a possible decompression bomb")
+                    raise DataError(
+                        f"{p}: image too large ({im.width}x{im.height} pixels > {MAX_PIXELS}); refusing a possible "
+                        "decompression bomb"
+                    )
                 if frame:
                     try:
                         im.seek(frame)
                     except EOFError:
-                        raise DataError(f"{p}: page {frame} out of range (the file has "
-                                        f"{getattr(im, 'n_frames', 1)} pages)") from None
+                        raise DataError(
+                            f"{p}: page {frame} out of range (the file has {getattr(im, 'n_frames', 1)} pages)"
+                        ) from None
                 im.load()
                 return _to_uint8(im, p)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):

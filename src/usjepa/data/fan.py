@@ -21,9 +21,7 @@ from sklearn.linear_model import LinearRegression, RANSACRegressor
 
 FAR = 1e9  # an unbounded side of a box
 ANGLE_BINS = 64  # angular bins over which a sector's radii are read
-MIN_SPREAD = math.radians(
-    4
-)  # edges converging by less than this are parallel: a linear fan
+MIN_SPREAD = math.radians(4)  # edges converging by less than this are parallel: a linear fan
 SECTOR_GAIN = 0.8  # a sector is chosen only if its residual is below this fraction of the rectangle's
 CONVEX_RATIO = 0.25  # inner / outer radius above which a sector is called convex (its inner arc is the probe face)
 
@@ -52,13 +50,7 @@ class Fan:
             return inside
         dx, dy = x - self.apex[0], y - self.apex[1]
         r, t = np.hypot(dx, dy), np.arctan2(dx, dy)
-        return (
-            inside
-            & (r >= self.radii[0])
-            & (r <= self.radii[1])
-            & (t >= self.angles[0])
-            & (t <= self.angles[1])
-        )
+        return inside & (r >= self.radii[0]) & (r <= self.radii[1]) & (t >= self.angles[0]) & (t <= self.angles[1])
 
     def scaled(self, k: float) -> Fan:
         """The same fan on an image ``k`` times larger."""
@@ -106,9 +98,7 @@ def ransac_line(y: np.ndarray, x: np.ndarray, tol: float) -> tuple[float, float]
     """(slope, intercept) of x = slope * y + intercept through most points within ``tol``; None if too few."""
     if len(y) < 10:
         return None
-    fit = RANSACRegressor(
-        LinearRegression(), residual_threshold=tol, max_trials=200, random_state=0
-    )
+    fit = RANSACRegressor(LinearRegression(), residual_threshold=tol, max_trials=200, random_state=0)
     try:
         fit.fit(y[:, None].astype(np.float64), x.astype(np.float64))
     except ValueError:  # no consensus set

@@ -6,6 +6,7 @@ frames share a scan mask pooled over the clip. A shard is closed at the first un
 an interrupted run re-run with the same arguments writes the same shards and nothing twice.
 Unreadable files are skipped, listed once each in ``skipped.tsv`` and counted in the summary table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,19 +39,33 @@ PREVIEW_MAX = 60  # tiles on the --masks-preview sheet
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("sources", nargs="+", metavar="SRC",
-                   help="folder, manifest, DICOM, video, UltraBench folder or shards; "
-                   "options as SRC?organ=liver&fps=3&max_frames=30")
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="folder, manifest, DICOM, video, UltraBench folder or shards; "
+        "options as SRC?organ=liver&fps=3&max_frames=30",
+    )
     p.add_argument("--out", required=True, help="output folder for shard-NNNNNN.tar, skipped.tsv and the resume state")
     p.add_argument("--size", type=int, default=256, help="output side in pixels (aspect kept, zero padding)")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (a clip is never split)")
-    p.add_argument("--dedup", type=int, default=0, metavar="BITS",
-                   help="drop cine frames whose perceptual hash is within BITS of the last kept frame (0: off)")
-    p.add_argument("--drop-flagged", action="store_true",
-                   help="skip frames whose colour overlays cover >= 5%% of the image (default: keep, flagged)")
-    p.add_argument("--masks-preview", action="store_true",
-                   help=f"also write {PREVIEW}: the scan mask of each file or clip (the first {PREVIEW_MAX}) "
-                        "over its frame")
+    p.add_argument(
+        "--dedup",
+        type=int,
+        default=0,
+        metavar="BITS",
+        help="drop cine frames whose perceptual hash is within BITS of the last kept frame (0: off)",
+    )
+    p.add_argument(
+        "--drop-flagged",
+        action="store_true",
+        help="skip frames whose colour overlays cover >= 5%% of the image (default: keep, flagged)",
+    )
+    p.add_argument(
+        "--masks-preview",
+        action="store_true",
+        help=f"also write {PREVIEW}: the scan mask of each file or clip (the first {PREVIEW_MAX}) over its frame",
+    )
 
 
 def skip_reason(path: Path) -> str:
@@ -70,8 +85,13 @@ def unit_key(it: Item, i: int) -> tuple:
 class Ingest:
     def __init__(self, args: argparse.Namespace):
         self.out = Path(args.out)
-        self.args = {"sources": args.sources, "size": args.size, "shard_size": args.shard_size, "dedup": args.dedup,
-                     "drop_flagged": args.drop_flagged}
+        self.args = {
+            "sources": args.sources,
+            "size": args.size,
+            "shard_size": args.shard_size,
+            "dedup": args.dedup,
+            "drop_flagged": args.drop_flagged,
+        }
         self.pre = PreprocessConfig(size=args.size)
         self.state = {"args": self.args, "cursor": [0, 0], "shards": 0, "done": False, "stats": {}, "faults": {}}
         self.buffer: list[dict] = []
@@ -86,11 +106,15 @@ class Ingest:
             state = json.loads(p.read_text())
             same = state["args"] == self.args
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as e:
-            raise DataError(f"{p}: unreadable ingest state ({type(e).__name__}: {e}); delete {self.out} to start over, "
-                            "or use a new --out folder") from None
+            raise DataError(
+                f"{p}: unreadable ingest state ({type(e).__name__}: {e}); delete {self.out} to start over, "
+                "or use a new --out folder"
+            ) from None
         if not same:
-            raise DataError(f"{p}: {self.out} holds an ingest with other arguments ({state['args']}); "
-                            f"use a new --out folder or delete it")
+            raise DataError(
+                f"{p}: {self.out} holds an ingest with other arguments ({state['args']}); "
+                f"use a new --out folder or delete it"
+            )
         self.state = state
         for stale in self.out.glob("shard-*.tar"):  # written after the last recorded shard
             if int(stale.stem.split("-")[1]) >= state["shards"]:
@@ -194,8 +218,9 @@ def summary(stats: dict) -> str:
     for name, st in stats.items():
         why = ", ".join(f"{k}: {v}" for k, v in sorted(st["skipped"].items())) or "-"
         masks = ", ".join(f"{k}: {v}" for k, v in sorted(st.get("masks", {}).items())) or "-"
-        rows.append((name, str(st["read"]), str(st["kept"]), str(st["flagged"]), str(sum(st["skipped"].values())), why,
-                     masks))
+        rows.append(
+            (name, str(st["read"]), str(st["kept"]), str(st["flagged"]), str(sum(st["skipped"].values())), why, masks)
+        )
     tot = [sum(int(r[c]) for r in rows[1:]) for c in (1, 2, 3, 4)]
     masks: dict[str, int] = {}
     for st in stats.values():
@@ -207,8 +232,11 @@ def summary(stats: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value, low, high in (("--size", args.size, 16, 8192), ("--shard-size", args.shard_size, 1, 10**7),
-                                   ("--dedup", args.dedup, 0, 64)):  # a perceptual hash has 64 bits
+    for flag, value, low, high in (
+        ("--size", args.size, 16, 8192),
+        ("--shard-size", args.shard_size, 1, 10**7),
+        ("--dedup", args.dedup, 0, 64),
+    ):  # a perceptual hash has 64 bits
         if not low <= value <= high:
             raise ConfigError(f"{flag} must lie in [{low}, {high}], got {value}")
     sources = [open_source(spec) for spec in args.sources]

@@ -30,9 +30,7 @@ def overlay(gray: np.ndarray, mask: np.ndarray, side: int = TILE) -> Image.Image
     return Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
-def contact_sheet(
-    tiles: list[tuple[np.ndarray, np.ndarray, str]], path: str | Path, cols: int = COLS
-) -> Path:
+def contact_sheet(tiles: list[tuple[np.ndarray, np.ndarray, str]], path: str | Path, cols: int = COLS) -> Path:
     """Write the (gray, mask, caption) tiles as one PNG sheet at ``path``; returns the path."""
     rows = max(1, -(-len(tiles) // cols))
     sheet = Image.new(

@@ -3,6 +3,7 @@
 The scan mask comes from :mod:`usjepa.data.scanmask` (a given mask, DICOM regions, a fitted fan or the
 texture hull, in that order of trust); its texture hull is re-exported here for older callers.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,6 +56,7 @@ class PreprocessConfig:
 
 # ---- scan region -----------------------------------------------------------------------------------
 
+
 def sample_scan_mask(s: Sample, gray: np.ndarray | None = None) -> ScanMask:
     """The scan mask of a sample, or of a clip when ``gray`` holds its [T,H,W] frames: the sample's own when
     it came with the data (``meta["has_mask"]``), else estimated (DICOM regions from ``meta["us_regions"]``)."""
@@ -72,6 +74,7 @@ def crop_box(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 # ---- colour overlays ---------------------------------------------------------------------------------
+
 
 def colour_pixels(img: np.ndarray) -> np.ndarray:
     """HxW bool of coloured pixels (chroma above COLOUR_CHROMA), grown by one pixel to take their rims."""
@@ -100,6 +103,7 @@ def inpaint(gray: np.ndarray, holes: np.ndarray) -> np.ndarray:
 
 # ---- intensities and geometry ----------------------------------------------------------------------
 
+
 def rescale_percentiles(gray: np.ndarray, mask: np.ndarray, lo: float = 2.0, hi: float = 98.0) -> np.ndarray:
     """Map the lo-th..hi-th percentile of the scan region to 0..255 (clipped); zero outside the region."""
     inside = gray[mask] if mask.any() else gray.ravel()
@@ -117,8 +121,8 @@ def resize_pad(img: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray
     top, left = (size - nh) // 2, (size - nw) // 2
     out = np.zeros((size, size) + img.shape[2:], img.dtype)
     out_m = np.zeros((size, size), bool)
-    out[top:top + nh, left:left + nw] = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
-    out_m[top:top + nh, left:left + nw] = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST))
+    out[top : top + nh, left : left + nw] = np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+    out_m[top : top + nh, left : left + nw] = np.asarray(Image.fromarray(mask).resize((nw, nh), Image.NEAREST))
     return out, out_m
 
 
@@ -136,8 +140,10 @@ def hamming(a: int, b: int) -> int:
 
 # ---- the pipeline ------------------------------------------------------------------------------------
 
-def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(),
-               scan_mask: np.ndarray | ScanMask | None = None) -> Sample:
+
+def preprocess(
+    s: Sample, cfg: PreprocessConfig = PreprocessConfig(), scan_mask: np.ndarray | ScanMask | None = None
+) -> Sample:
     """Grayscale, scan-masked, overlay-cleaned, cropped, rescaled and resized copy of ``s``.
 
     The scan mask is, in order: ``scan_mask`` (e.g. fitted once for a cine; a bare array counts as given),
@@ -162,12 +168,18 @@ def preprocess(s: Sample, cfg: PreprocessConfig = PreprocessConfig(),
     if small:
         gray = inpaint(gray, colour)
     if cfg.crop:
-        t, b, l, r = crop_box(scan_mask)
-        gray, scan_mask = gray[t:b, l:r], scan_mask[t:b, l:r]
+        top, bottom, left, right = crop_box(scan_mask)
+        gray, scan_mask = gray[top:bottom, left:right], scan_mask[top:bottom, left:right]
     gray = rescale_percentiles(gray, scan_mask, *cfg.percentiles)
     if cfg.size:
         gray, scan_mask = resize_pad(gray, scan_mask, cfg.size)
-    meta = s.meta | {"colour_frac": round(frac, 5), "inpainted": small, "flagged": "" if frac < cfg.inpaint_max_frac else "colour",
-                     "has_mask": True, "preprocessed": True, "fan": found.kinds}
+    meta = s.meta | {
+        "colour_frac": round(frac, 5),
+        "inpainted": small,
+        "flagged": "" if frac < cfg.inpaint_max_frac else "colour",
+        "has_mask": True,
+        "preprocessed": True,
+        "fan": found.kinds,
+    }
     meta.pop("us_regions", None)
     return Sample(gray, scan_mask, s.label, meta, mask_source=found.source)

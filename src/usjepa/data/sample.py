@@ -1,4 +1,5 @@
 """The one sample record that every reader yields."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

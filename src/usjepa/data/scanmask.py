@@ -26,20 +26,14 @@ from scipy.spatial import ConvexHull, QhullError
 from usjepa.data.fan import Fan, fit_fan
 from usjepa.data.usregions import Region, panes
 
-MASK_WORK_SIDE = (
-    640  # scan masks are estimated at this resolution, then drawn at full size
-)
-PLATEAU_MAX = (
-    24  # an anechoic plateau is at most this many grey levels above the background
-)
+MASK_WORK_SIDE = 640  # scan masks are estimated at this resolution, then drawn at full size
+PLATEAU_MAX = 24  # an anechoic plateau is at most this many grey levels above the background
 NOISE_FACTOR = 3.0  # texture is local variation above this many times the background's
 MINOR_FRAC = 0.002  # smaller speckle components, down to this fraction of the image, may join the main fan ...
 MAX_MINOR = 4  # ... the largest few of them
 JOINT_SLACK = 1.5  # one fan for several components if its residual is within this factor of theirs
 MIN_COVER = 0.9  # a fitted fan must hold this fraction of its evidence ...
-MAX_GROWTH = (
-    2.5  # ... and be at most this many times the area of the evidence's convex hull
-)
+MAX_GROWTH = 2.5  # ... and be at most this many times the area of the evidence's convex hull
 
 
 @dataclass
@@ -65,9 +59,7 @@ def texture(gray: np.ndarray) -> np.ndarray:
     g = gray.astype(np.float32)
     std = local_std(g)
     noise = float(np.median(border(std[None], 2))) if min(g.shape) > 8 else 0.0
-    return (std > max(0.6, NOISE_FACTOR * noise)) & (
-        ndi.grey_opening(g, size=(5, 5)) > 0.5
-    )
+    return (std > max(0.6, NOISE_FACTOR * noise)) & (ndi.grey_opening(g, size=(5, 5)) > 0.5)
 
 
 def fill_hull(component: np.ndarray) -> np.ndarray:
@@ -80,9 +72,7 @@ def fill_hull(component: np.ndarray) -> np.ndarray:
         return component
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
     gy, gx = np.mgrid[y0:y1, x0:x1]
-    inside = np.all(
-        gx[..., None] * eq[:, 0] + gy[..., None] * eq[:, 1] + eq[:, 2] <= 0.5, axis=-1
-    )
+    inside = np.all(gx[..., None] * eq[:, 0] + gy[..., None] * eq[:, 1] + eq[:, 2] <= 0.5, axis=-1)
     out = np.zeros_like(component)
     out[y0:y1, x0:x1] = inside
     return out
@@ -96,34 +86,21 @@ def work_frames(gray: np.ndarray) -> tuple[np.ndarray, float]:
     if f == 1:
         return frames, f
     sh, sw = max(1, round(h * f)), max(1, round(w * f))
-    return np.stack(
-        [
-            np.asarray(Image.fromarray(fr).resize((sw, sh), Image.NEAREST))
-            for fr in frames
-        ]
-    ), f
+    return np.stack([np.asarray(Image.fromarray(fr).resize((sw, sh), Image.NEAREST)) for fr in frames]), f
 
 
-def speckle_seed(
-    small: np.ndarray, min_frac: float = 0.02, rel_frac: float = 0.2
-) -> np.ndarray:
+def speckle_seed(small: np.ndarray, min_frac: float = 0.02, rel_frac: float = 0.2) -> np.ndarray:
     """Components of dense texture (pooled over frames) at least ``rel_frac`` of the largest and ``min_frac``
     of the image, as a label image (0: none)."""
     tex = np.any([texture(s) for s in small], axis=0)
     r = max(2, round(0.012 * max(tex.shape)))
-    dense = (
-        ndi.uniform_filter(tex.astype(np.float32), 2 * r + 1) > 0.5
-    )  # text is sparse, speckle dense
+    dense = ndi.uniform_filter(tex.astype(np.float32), 2 * r + 1) > 0.5  # text is sparse, speckle dense
     dense = ndi.binary_opening(dense, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
     labels, n = ndi.label(dense)
     if n == 0:
         return labels
     areas = ndi.sum_labels(dense, labels, np.arange(1, n + 1))
-    keep = [
-        k + 1
-        for k, a in enumerate(areas)
-        if a >= rel_frac * areas.max() and a >= min_frac * dense.size
-    ]
+    keep = [k + 1 for k, a in enumerate(areas) if a >= rel_frac * areas.max() and a >= min_frac * dense.size]
     return np.where(np.isin(labels, keep), labels, 0)
 
 
@@ -186,24 +163,16 @@ def fitted(ev: np.ndarray) -> Fan | None:
     if fan is None:
         return None
     m = fan.mask(ev.shape)
-    if (m & ev).sum() < MIN_COVER * ev.sum() or m.sum() > MAX_GROWTH * fill_hull(
-        ev
-    ).sum():
+    if (m & ev).sum() < MIN_COVER * ev.sum() or m.sum() > MAX_GROWTH * fill_hull(ev).sum():
         return None
     return fan
 
 
 def _resize(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    return (
-        mask
-        if mask.shape == shape
-        else np.asarray(Image.fromarray(mask).resize(shape[::-1], Image.NEAREST))
-    )
+    return mask if mask.shape == shape else np.asarray(Image.fromarray(mask).resize(shape[::-1], Image.NEAREST))
 
 
-def hull_mask(
-    small: np.ndarray, seed: np.ndarray, shape: tuple[int, int]
-) -> np.ndarray:
+def hull_mask(small: np.ndarray, seed: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """One convex hull per seed component, at full size; all True when there is none."""
     if not seed.any():
         return np.ones(shape, bool)
@@ -213,9 +182,7 @@ def hull_mask(
     return _resize(mask, shape)
 
 
-def estimate_scan_mask(
-    gray: np.ndarray, min_frac: float = 0.02, rel_frac: float = 0.2
-) -> np.ndarray:
+def estimate_scan_mask(gray: np.ndarray, min_frac: float = 0.02, rel_frac: float = 0.2) -> np.ndarray:
     """HxW bool texture hull of a grayscale frame, or of a [T,H,W] cine (texture pooled over frames).
 
     Components smaller than ``rel_frac`` of the largest or ``min_frac`` of the image are dropped
@@ -250,9 +217,7 @@ def _union(fans: list[Fan], shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def dicom_mask(
-    ev: np.ndarray, f: float, regions: tuple[Region, ...], shape: tuple[int, int]
-) -> ScanMask | None:
+def dicom_mask(ev: np.ndarray, f: float, regions: tuple[Region, ...], shape: tuple[int, int]) -> ScanMask | None:
     """The 2-D tissue panes, each cut to the fan fitted to its evidence (the pane alone if none holds)."""
     boxes = panes(regions, shape)
     if not boxes or any(r.box[2] > shape[1] or r.box[3] > shape[0] for r in regions):

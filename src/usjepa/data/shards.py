@@ -6,6 +6,7 @@ each tar's members once (headers only) and then decodes any sample by offset: th
 every DDP rank its own disjoint, capped, epoch-seeded subset with exact resume, without reading the
 other ranks' samples.
 """
+
 from __future__ import annotations
 
 import io
@@ -35,8 +36,12 @@ def encode_sample(key: str, s: Sample) -> dict:
     """The tar entries of one sample; the JSON holds the label and all metadata."""
     meta = {k: v for k, v in s.meta.items() if isinstance(v, (str, int, float, bool, type(None)))}
     meta["mask_source"] = s.mask_source
-    return {"__key__": key, IMAGE: encode_png(s.image), MASK: encode_png(s.scan_mask.astype(np.uint8) * 255),
-            META: json.dumps(meta | {"label": int(s.label)}, sort_keys=True).encode()}
+    return {
+        "__key__": key,
+        IMAGE: encode_png(s.image),
+        MASK: encode_png(s.scan_mask.astype(np.uint8) * 255),
+        META: json.dumps(meta | {"label": int(s.label)}, sort_keys=True).encode(),
+    }
 
 
 def write_shard(path: Path, samples: list[dict]) -> None:
@@ -87,8 +92,13 @@ class ShardSource(Source):
                 if IMAGE not in parts:
                     faults.append((f"{p}:{key}", f"{p}: sample '{key}' has no .{IMAGE} image"))
                     continue
-                extra = {"key": key, "parts": parts, "meta": meta, "source": meta.get("source", opts.name),
-                         "organ": meta.get("organ", opts.organ)}
+                extra = {
+                    "key": key,
+                    "parts": parts,
+                    "meta": meta,
+                    "source": meta.get("source", opts.name),
+                    "organ": meta.get("organ", opts.organ),
+                }
                 items.append(Item(Path(p), -1, int(meta.get("label", -1)), str(meta.get("group") or key), extra=extra))
         super().__init__(items, opts, faults)
 

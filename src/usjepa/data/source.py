@@ -70,8 +70,14 @@ class Source:
         raise NotImplementedError
 
     def _meta(self, it: Item) -> dict:
-        return {"source": self.name, "organ": self.opts.organ, "group": it.group or str(it.path),
-                "frame": it.frame, "path": str(it.path), "has_mask": it.mask is not None} | it.extra
+        return {
+            "source": self.name,
+            "organ": self.opts.organ,
+            "group": it.group or str(it.path),
+            "frame": it.frame,
+            "path": str(it.path),
+            "has_mask": it.mask is not None,
+        } | it.extra
 
     def by_source(self) -> list[Source]:
         """One source per original dataset (shards may hold several), in first-seen order."""
@@ -82,8 +88,9 @@ class Source:
         for name in names:
             sub = copy.copy(self)
             sub.items = [it for it in self.items if it.extra.get("source", self.name) == name]
-            sub.opts = Options(name, sub.items[0].extra.get("organ", self.opts.organ), self.opts.fps,
-                               self.opts.max_frames)
+            sub.opts = Options(
+                name, sub.items[0].extra.get("organ", self.opts.organ), self.opts.fps, self.opts.max_frames
+            )
             sub.faults = []
             out.append(sub)
         return out

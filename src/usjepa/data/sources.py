@@ -10,6 +10,7 @@ A source spec is a path with optional ``?key=value&...`` options:
 a manifest (``.csv``/``.json``), an UltraBench-processed folder, one DICOM or video file, or WebDataset
 shards (``dir/*.tar``, ``dir/{000..009}.tar``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -66,8 +67,10 @@ class UltraBenchSource(Source):
 
     def __init__(self, folder: Path, opts: Options):
         records = [r for split, recs in load_ultrabench(folder).items() if split != "test" for r in recs]
-        items = [Item(r.image, -1, -1 if r.label is None else r.label, r.group or "", r.scan_mask, {"record": r})
-                 for r in records]
+        items = [
+            Item(r.image, -1, -1 if r.label is None else r.label, r.group or "", r.scan_mask, {"record": r})
+            for r in records
+        ]
         super().__init__(items, opts)
 
     def load(self, i: int) -> Sample:
@@ -78,6 +81,7 @@ class UltraBenchSource(Source):
 
 
 # ---- listing -----------------------------------------------------------------------------------------
+
 
 def file_kind(p: Path) -> str:
     """'image', 'dicom', 'video' or 'other', from the extension (or the DICOM preamble)."""
@@ -105,8 +109,9 @@ def list_file(p: Path, opts: Options, label: int = -1, group: str = "") -> list[
     """The items of one file (one for a still image, the sampled frames of a cine); DataError if unreadable."""
     kind = file_kind(p)
     if kind == "other":
-        raise DataError(f"{p}: not an image, DICOM or video file (expected one of "
-                        f"{sorted(IMAGE_EXTS | DICOM_EXTS | VIDEO_EXTS)})")
+        raise DataError(
+            f"{p}: not an image, DICOM or video file (expected one of {sorted(IMAGE_EXTS | DICOM_EXTS | VIDEO_EXTS)})"
+        )
     if p.stat().st_size == 0:
         raise DataError(f"{p}: empty file (0 bytes)")
     if kind == "image" and image_frames(p) == 1:
@@ -120,8 +125,11 @@ def list_file(p: Path, opts: Options, label: int = -1, group: str = "") -> list[
 def folder_source(root: Path, opts: Options) -> Source:
     """Images, DICOMs and videos under ``root``; with subfolders, each subfolder is a class (sorted)."""
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    entries = [(p, -1) for p in sorted(root.iterdir()) if p.is_file()] if not classes else [
-        (p, c) for c, name in enumerate(classes) for p in sorted((root / name).rglob("*")) if p.is_file()]
+    entries = (
+        [(p, -1) for p in sorted(root.iterdir()) if p.is_file()]
+        if not classes
+        else [(p, c) for c, name in enumerate(classes) for p in sorted((root / name).rglob("*")) if p.is_file()]
+    )
     items, faults = [], []
     for p, label in entries:
         if p.name.startswith("."):
@@ -172,6 +180,7 @@ def single_file_source(p: Path, opts: Options) -> Source:
 
 
 # ---- decoding ------------------------------------------------------------------------------------------
+
 
 def read_file_frame(p: Path, frame: int = -1) -> np.ndarray:
     """uint8 HxW or HxWx3 of an image file, or frame ``frame`` of a DICOM or video."""
@@ -265,6 +274,7 @@ def read_video_frame(p: Path, frame: int) -> np.ndarray:
 
 # ---- specs ----------------------------------------------------------------------------------------------
 
+
 def parse_spec(spec: str) -> tuple[str, Options]:
     """``"path?organ=heart&fps=10"`` -> ("path", Options(...)); unknown options fail, naming the spec."""
     path, _, query = spec.partition("?")
@@ -275,8 +285,12 @@ def parse_spec(spec: str) -> tuple[str, Options]:
     shards = glob.has_magic(path) or "{" in path or path.endswith(".tar")
     name = opts.get("name") or (Path(path).parent.name if shards else Path(path).stem) or path
     try:
-        o = Options(name, opts.get("organ", "unknown"), float(opts.get("fps", DEFAULT_FPS)),
-                    int(opts.get("max_frames", DEFAULT_MAX_FRAMES)))
+        o = Options(
+            name,
+            opts.get("organ", "unknown"),
+            float(opts.get("fps", DEFAULT_FPS)),
+            int(opts.get("max_frames", DEFAULT_MAX_FRAMES)),
+        )
     except ValueError:
         o = None
     if o is None or not (math.isfinite(o.fps) and o.fps > 0 and o.max_frames >= 1):
@@ -306,8 +320,10 @@ def open_source(spec: str) -> Source:
     if p.is_dir():
         return UltraBenchSource(p, opts) if is_ultrabench(p) else folder_source(p, opts)
     if not p.exists():
-        raise DataError(f"source '{spec}': {p} not found (expected a folder, a manifest, a DICOM or video file, "
-                        f"or shards like dir/*.tar)")
+        raise DataError(
+            f"source '{spec}': {p} not found (expected a folder, a manifest, a DICOM or video file, "
+            f"or shards like dir/*.tar)"
+        )
     if p.suffix.lower() in (".csv", ".json"):
         return manifest_source(p, opts)
     return single_file_source(p, opts)

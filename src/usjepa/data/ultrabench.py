@@ -3,6 +3,7 @@
 Release 1.0.1 writes ``train.json``, ``validation.json``, ``test.json``; GitHub main writes ``train_val.json``
 and ``test.json``. Each JSON is an array of flat objects with paths relative to the dataset folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ def layout_of(folder: Path) -> str:
     for name, splits in LAYOUTS.items():
         if all((folder / f"{s}.json").is_file() for s in splits):
             return name
-    raise DataError(f"{folder}: not an UltraBench dataset folder: expected train.json, validation.json and test.json "
-                    f"(release layout) or train_val.json and test.json (GitHub main layout)")
+    raise DataError(
+        f"{folder}: not an UltraBench dataset folder: expected train.json, validation.json and test.json "
+        f"(release layout) or train_val.json and test.json (GitHub main layout)"
+    )
 
 
 def load_ultrabench(folder: str | Path) -> dict[str, list[Record]]:
@@ -54,7 +57,9 @@ def load_ultrabench(folder: str | Path) -> dict[str, list[Record]]:
     labelled = {s: [r.label is not None for r in recs] for s, recs in splits.items()}
     if any(map(any, labelled.values())) and not all(map(all, labelled.values())):
         split, i = next((s, flags.index(False)) for s, flags in labelled.items() if not all(flags))
-        raise DataError(f"{folder / f'{split}.json'}: entry {i} has no 'label' while other entries of the dataset have one")
+        raise DataError(
+            f"{folder / f'{split}.json'}: entry {i} has no 'label' while other entries of the dataset have one"
+        )
     return splits
 
 
@@ -106,8 +111,10 @@ def read_record(rec: Record, gray: bool = True) -> Sample:
     img = to_gray(img) if gray else img
     mask = read_mask(rec.scan_mask) if rec.scan_mask is not None else np.ones(img.shape[:2], bool)
     if mask.shape != img.shape[:2]:
-        raise DataError(f"{rec.scan_mask}: scan mask is {mask.shape[1]}x{mask.shape[0]} but its image {rec.image} "
-                        f"is {img.shape[1]}x{img.shape[0]}")
+        raise DataError(
+            f"{rec.scan_mask}: scan mask is {mask.shape[1]}x{mask.shape[0]} but its image {rec.image} "
+            f"is {img.shape[1]}x{img.shape[0]}"
+        )
     meta = rec.meta | {"path": str(rec.image), "group": rec.group}
     return Sample(image=img, scan_mask=mask, label=-1 if rec.label is None else rec.label, meta=meta)
 
@@ -128,7 +135,7 @@ def find_dataset(root: str | Path, name: str) -> Path:
         raise DataError(f"{root}: data root not found")
     if (root / name).is_dir():
         return root / name
-    versioned = sorted(root.glob(f"{name}_v*"), key=lambda p: _version_key(p.name[len(name) + 2:]))
+    versioned = sorted(root.glob(f"{name}_v*"), key=lambda p: _version_key(p.name[len(name) + 2 :]))
     if not versioned:
         make = f"usjepa prepare {name} RAW {root}" if name in ("busbra", "tn5000") else f"ultrabench {name} RAW {root}"
         raise DataError(f"task '{name}': no folder {root / name} or {root / name}_v<version> (run `{make}`)")

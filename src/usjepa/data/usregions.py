@@ -44,9 +44,7 @@ class Region:
 def read_regions(path: str | Path) -> tuple[Region, ...]:
     """The ultrasound regions of a DICOM file's header; empty when it has none or they cannot be read."""
     try:
-        ds = pydicom.dcmread(
-            path, stop_before_pixels=True, specific_tags=["SequenceOfUltrasoundRegions"]
-        )
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SequenceOfUltrasoundRegions"])
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError):
         return ()
     out = []
@@ -69,9 +67,7 @@ def read_regions(path: str | Path) -> tuple[Region, ...]:
     return tuple(out)
 
 
-def panes(
-    regions: tuple[Region, ...], shape: tuple[int, int]
-) -> list[tuple[int, int, int, int]]:
+def panes(regions: tuple[Region, ...], shape: tuple[int, int]) -> list[tuple[int, int, int, int]]:
     """The 2-D tissue panes that lie on an image of ``shape`` (H, W), clipped to it: (x0, y0, x1, y1)."""
     h, w = shape
     out = []

@@ -1,4 +1,5 @@
 """Frozen encoders by spec string: a registry of families (one module each) and the adapter they return."""
+
 from usjepa.encoders.frozen import FrozenEncoder
 from usjepa.encoders.registry import help_text, is_spec, load, usage
 

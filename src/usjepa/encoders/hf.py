@@ -1,4 +1,5 @@
 """hf:DIR, a transformers ViT saved locally with save_pretrained (DINOv2, DINOv3, ...)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,13 +19,16 @@ MEAN_POOLED = ("beit", "data2vec-vision")  # transformers families whose pooler 
 def build(spec: str, path: str) -> FrozenEncoder:
     p = Path(path)
     if not (p / "config.json").is_file():
-        raise CheckpointError(f"{spec}: {p / 'config.json'} not found; expected a folder written by "
-                              "transformers' save_pretrained (config.json, model.safetensors, preprocessor_config.json)")
+        raise CheckpointError(
+            f"{spec}: {p / 'config.json'} not found; expected a folder written by "
+            "transformers' save_pretrained (config.json, model.safetensors, preprocessor_config.json)"
+        )
     try:
         from transformers import AutoModel
     except ImportError:
-        raise ConfigError(f"{spec}: hf: encoders need the `transformers` package, which is not installed "
-                          "(pip install transformers)") from None
+        raise ConfigError(
+            f"{spec}: hf: encoders need the `transformers` package, which is not installed (pip install transformers)"
+        ) from None
     model = AutoModel.from_pretrained(p, local_files_only=True, use_safetensors=True)
     pre = json.loads((p / "preprocessor_config.json").read_text()) if (p / "preprocessor_config.json").is_file() else {}
     size = pre.get("crop_size", pre.get("size", {})) or {}
@@ -33,8 +37,17 @@ def build(spec: str, path: str) -> FrozenEncoder:
     sha = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest() if weights else None
     pooling = default_pooling(model.config)
     poolings = ("cls", "mean", "cls+mean", "last4", "cls+mean-last4") + (("head",) if pooling == "head" else ())
-    return HFViT(spec, model, int(img_size), 3, tuple(pre.get("image_mean", IMAGENET_MEAN)),
-                 tuple(pre.get("image_std", IMAGENET_STD)), pooling, poolings, sha)
+    return HFViT(
+        spec,
+        model,
+        int(img_size),
+        3,
+        tuple(pre.get("image_mean", IMAGENET_MEAN)),
+        tuple(pre.get("image_std", IMAGENET_STD)),
+        pooling,
+        poolings,
+        sha,
+    )
 
 
 def default_pooling(config) -> str:

@@ -1,4 +1,5 @@
 """pixels:K, a featureless baseline: a linear probe on K x K pooled grey levels (of 224 px images)."""
+
 from __future__ import annotations
 
 import torch

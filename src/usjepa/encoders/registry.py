@@ -3,6 +3,7 @@
 Each family is one module of this package that registers its builder with ``@register``; help and error texts are
 generated from what is registered. Nothing is downloaded: every weights file is local.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -31,11 +32,13 @@ _discovered = False
 
 def register(name: str, usage: str, summary: str, needs_arg: bool = True) -> Callable[[Builder], Builder]:
     """Decorator: make ``build`` the builder of specs ``name:ARG``."""
+
     def add(build: Builder) -> Builder:
         if name in FAMILIES:
             raise ValueError(f"encoder family '{name}' registered twice")
         FAMILIES[name] = Family(name, usage, summary, build, needs_arg)
         return build
+
     return add
 
 

@@ -1,4 +1,5 @@
 """timm:NAME@FILE, any timm model (ViT or CNN) with a local weights file."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,10 @@ def build(spec: str, arg: str) -> FrozenEncoder:
     if not Path(weights).is_file():
         cfg = timm.models.get_pretrained_cfg(name)
         where = f"https://huggingface.co/{cfg.hf_hub_id}" if cfg and cfg.hf_hub_id else "the timm model hub"
-        raise CheckpointError(f"{spec}: weights file {weights} not found; expected a .safetensors or .pth state dict "
-                              f"for timm model '{name}' (public weights: {where})")
+        raise CheckpointError(
+            f"{spec}: weights file {weights} not found; expected a .safetensors or .pth state dict "
+            f"for timm model '{name}' (public weights: {where})"
+        )
     sd = state_dict_from(load_weights(weights, f"weights for timm model '{name}'"), weights)
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0)
@@ -35,5 +38,12 @@ def build(spec: str, arg: str) -> FrozenEncoder:
         raise CheckpointError(f"{weights}: does not fit timm model '{name}': {str(e).splitlines()[0]} ...") from None
     cfg = model.pretrained_cfg
     size = cfg.get("input_size", (3, 224, 224))
-    return timm_adapter(spec, model, size[-1], size[0], cfg.get("mean", IMAGENET_MEAN), cfg.get("std", IMAGENET_STD),
-                        weights_sha256=file_sha256(weights))
+    return timm_adapter(
+        spec,
+        model,
+        size[-1],
+        size[0],
+        cfg.get("mean", IMAGENET_MEAN),
+        cfg.get("std", IMAGENET_STD),
+        weights_sha256=file_sha256(weights),
+    )

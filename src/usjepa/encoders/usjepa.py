@@ -1,4 +1,5 @@
 """usjepa:PATH, a usjepa backbone from an export dir, a run dir or a checkpoint file."""
+
 from __future__ import annotations
 
 from usjepa.encoders.frozen import FrozenEncoder, from_card

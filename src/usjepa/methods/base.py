@@ -1,4 +1,5 @@
 """What every method shares: the backbone it trains and exports, input normalisation, masked losses."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """EMA I-JEPA: the same student and predictor, regressing an EMA copy of the student (momentum 0.996 -> 1)."""
+
 from __future__ import annotations
 
 import copy

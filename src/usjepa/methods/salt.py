@@ -1,4 +1,5 @@
 """SALT stage 2: a student sees the context; a predictor regresses the frozen teacher's latents at the targets."""
+
 from __future__ import annotations
 
 import torch
@@ -18,15 +19,23 @@ class SALT(Method):
     @classmethod
     def check_config(cls, cfg: Config) -> None:
         if not cfg.teacher.source:
-            raise ConfigError(f"teacher.source: method '{cfg.method}' needs a frozen teacher "
-                              "(an encoder spec such as effnet-lite0 or timm:NAME@FILE, "
-                              "or a stage-1 run, checkpoint or export)")
+            raise ConfigError(
+                f"teacher.source: method '{cfg.method}' needs a frozen teacher "
+                "(an encoder spec such as effnet-lite0 or timm:NAME@FILE, "
+                "or a stage-1 run, checkpoint or export)"
+            )
 
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         m = cfg.model
-        self.predictor = Predictor(self.encoder.grid, self.encoder.embed_dim, m.pred_dim, m.pred_depth,
-                                   m.pred_heads, out_dim=self.build_targets(cfg))
+        self.predictor = Predictor(
+            self.encoder.grid,
+            self.encoder.embed_dim,
+            m.pred_dim,
+            m.pred_depth,
+            m.pred_heads,
+            out_dim=self.build_targets(cfg),
+        )
 
     def build_targets(self, cfg: Config) -> int:
         """Set up the target encoder; return its width."""

@@ -1,4 +1,5 @@
 """V-Pixel (SALT stage 1): reconstruct normalised pixels of the multi-block targets from the context."""
+
 from __future__ import annotations
 
 import torch
@@ -24,8 +25,15 @@ class VPixel(Method):
     def __init__(self, cfg: Config):
         super().__init__(cfg)
         m, p = cfg.model, self.encoder.patch_size
-        self.decoder = Predictor(self.encoder.grid, self.encoder.embed_dim, m.dec_dim, m.dec_depth, m.dec_heads,
-                                 out_dim=p * p * cfg.data.in_chans, independent_blocks=False)
+        self.decoder = Predictor(
+            self.encoder.grid,
+            self.encoder.embed_dim,
+            m.dec_dim,
+            m.dec_depth,
+            m.dec_heads,
+            out_dim=p * p * cfg.data.in_chans,
+            independent_blocks=False,
+        )
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict]:
         img, tgt_idx = batch["image"], batch["tgt_idx"]

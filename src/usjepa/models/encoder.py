@@ -1,4 +1,5 @@
 """A timm ViT that can run on a subset of its patch tokens (the student's context)."""
+
 from __future__ import annotations
 
 import timm
@@ -63,12 +64,13 @@ class Encoder(nn.Module):
             if v.no_embed_class or prefix is None:
                 x = x + v.pos_embed
             else:
-                x = x + v.pos_embed[:, self.n_prefix:]
-                prefix = prefix + v.pos_embed[:, :self.n_prefix]
+                x = x + v.pos_embed[:, self.n_prefix :]
+                prefix = prefix + v.pos_embed[:, : self.n_prefix]
         return x, prefix
 
-    def forward(self, img: torch.Tensor, keep_idx: torch.Tensor | None = None,
-                keep_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, img: torch.Tensor, keep_idx: torch.Tensor | None = None, keep_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Normalised patch tokens [B, K, D] at ``keep_idx`` (all patches when None).
 
         ``keep_mask`` [B, K] marks padded entries of ``keep_idx`` as False: they are never attended to.
@@ -89,4 +91,4 @@ class Encoder(nn.Module):
                 x = checkpoint(blk, x, attn_mask, use_reentrant=False)
             else:
                 x = blk(x, attn_mask=attn_mask)
-        return self.vit.norm(x)[:, self.n_prefix:]
+        return self.vit.norm(x)[:, self.n_prefix :]

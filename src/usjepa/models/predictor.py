@@ -1,4 +1,5 @@
 """A narrow ViT that predicts at masked positions: the JEPA predictor and the pixel decoder."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,16 @@ class Predictor(nn.Module):
     adds fixed 2-D sin-cos position embeddings, runs ``depth`` blocks in one pass and projects the
     target tokens to ``out_dim`` (the teacher's width, or patch pixels for a decoder)."""
 
-    def __init__(self, grid: tuple[int, int], in_dim: int, dim: int, depth: int, heads: int, out_dim: int,
-                 independent_blocks: bool = True):
+    def __init__(
+        self,
+        grid: tuple[int, int],
+        in_dim: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        out_dim: int,
+        independent_blocks: bool = True,
+    ):
         super().__init__()
         self.independent_blocks = independent_blocks
         self.embed = nn.Linear(in_dim, dim)
@@ -36,8 +45,14 @@ class Predictor(nn.Module):
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def forward(self, ctx: torch.Tensor, ctx_idx: torch.Tensor, ctx_keep: torch.Tensor,
-                tgt_idx: torch.Tensor, tgt_block: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        ctx: torch.Tensor,
+        ctx_idx: torch.Tensor,
+        ctx_keep: torch.Tensor,
+        tgt_idx: torch.Tensor,
+        tgt_block: torch.Tensor,
+    ) -> torch.Tensor:
         """ctx [B, Nc, in_dim] -> predictions [B, Nt, out_dim] at ``tgt_idx``."""
         pos = self.pos_embed.expand(ctx.shape[0], -1, -1).to(ctx.dtype)
         x = self.embed(ctx) + gather(pos, ctx_idx)

@@ -3,6 +3,7 @@
 Its patch-token map is taken on the student's patch grid: the image is resized to grid x the teacher's stride
 (a ViT's patch, a CNN stage's reduction), so ViTs of another patch size and CNNs can teach.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,14 @@ class Teacher(nn.Module):
     """Targets [B, N, D] from a frozen encoder's patch map at ``layer`` (mean of ``last_k`` blocks), optionally
     layer-normed."""
 
-    def __init__(self, enc: FrozenEncoder, grid: tuple[int, int], layer: int = -1, last_k: int = 1,
-                 target_norm: str = "layernorm"):
+    def __init__(
+        self,
+        enc: FrozenEncoder,
+        grid: tuple[int, int],
+        layer: int = -1,
+        last_k: int = 1,
+        target_norm: str = "layernorm",
+    ):
         super().__init__()
         if grid[0] != grid[1]:
             raise ConfigError(f"teacher: the student's patch grid {tuple(grid)} is not square")
@@ -35,13 +42,17 @@ class Teacher(nn.Module):
         except UsjepaError:
             raise
         except (RuntimeError, ValueError, AssertionError, AttributeError) as e:
-            raise ConfigError(f"teacher.source: {enc.spec} cannot run at {self.size} px, the size that gives the "
-                              f"student's {grid[0]}x{grid[1]} grid at its stride {stride} "
-                              f"({str(e).splitlines()[0]})") from None
+            raise ConfigError(
+                f"teacher.source: {enc.spec} cannot run at {self.size} px, the size that gives the "
+                f"student's {grid[0]}x{grid[1]} grid at its stride {stride} "
+                f"({str(e).splitlines()[0]})"
+            ) from None
         if tuple(probe.shape[-2:]) != tuple(grid):
-            raise ConfigError(f"teacher.source: {enc.spec} gives a {probe.shape[-2]}x{probe.shape[-1]} map at "
-                              f"{self.size} px (stride {stride}), not the student's {grid[0]}x{grid[1]} grid; "
-                              "no input size gives that grid")
+            raise ConfigError(
+                f"teacher.source: {enc.spec} gives a {probe.shape[-2]}x{probe.shape[-1]} map at "
+                f"{self.size} px (stride {stride}), not the student's {grid[0]}x{grid[1]} grid; "
+                "no input size gives that grid"
+            )
         self.embed_dim = probe.shape[1]
         self.requires_grad_(False)
         self.eval()
