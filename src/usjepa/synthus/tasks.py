@@ -102,7 +102,7 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
 
 
 ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
-RADIUS = {"synthus_lesion": (0.11, 0.18)}  # lesions large enough for their margin to show at 64 px
+RADIUS = {"synthus_lesion": (0.14, 0.22)}  # lesions large enough for their margin to show at 64 px
 
 
 def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
@@ -118,10 +118,10 @@ def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
 
 
 def lesion_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
-    """A breast or liver host with no lesion ('normal'), a benign or a malignant one; a coarse calcification
-    appears in any class as a distractor."""
+    """A breast or liver host with a benign or a malignant lesion, or ('normal') a duct of a lesion's area and
+    echogenicity in its place; a coarse calcification appears in any class as a distractor."""
     host = ph.breast(pr, nz.depth_cm) if pr.random() < 0.5 else ph.liver(pr, nz.depth_cm)
-    les = ph.lesion(pr, kind, nz.placement()) if kind != "normal" else None
+    les = ph.lesion(pr, kind, nz.placement()) if kind != "normal" else ph.duct(pr, nz.placement())
     calc = ph.calcification(pr) if pr.random() < 0.3 else None
 
     def paint(cv: Canvas, ir: Generator) -> None:
