@@ -368,15 +368,16 @@ def breast(pr: Generator, depth_cm: float) -> Anatomy:
 
 
 def lesion(pr: Generator, kind: str, at: Placement) -> Painter:
-    """A focal lesion with the same range of sizes, positions and mean echogenicity in both classes:
-    'benign' is an oval, wider than tall, circumscribed by a thin capsule, homogeneous and enhancing behind;
-    'malignant' is taller than wide with an irregular spiculated margin and an echogenic halo, heterogeneous,
-    with microcalcifications and a posterior shadow. Marks the 'lesion' region."""
-    echo = pr.uniform(0.15, 0.5)
+    """A focal lesion with the same range of sizes, positions, mean echogenicity and posterior acoustics
+    (enhancement to shadow, drawn per patient) in both classes, so its brightness histogram does not tell them
+    apart: 'benign' is an oval, wider than tall, circumscribed by a thin capsule and homogeneous; 'malignant'
+    is taller than wide with an irregular spiculated margin and an echogenic halo, heterogeneous, with
+    microcalcifications. Marks the 'lesion' region."""
+    echo, atten = pr.uniform(0.04, 0.2), pr.uniform(0.05, 1.5)
     if kind == "benign":
-        ratio, margin, ang = 1 / pr.uniform(1.5, 2.2), irregular(pr, 2, 0.04), pr.uniform(-0.4, 0.4)
+        ratio, margin, ang = 1 / pr.uniform(1.2, 1.7), irregular(pr, 2, 0.04), pr.uniform(-0.4, 0.4)
     else:
-        ratio, margin, ang = pr.uniform(1.4, 2.0), irregular(pr, 14, pr.uniform(0.3, 0.45)), pr.uniform(-0.15, 0.15)
+        ratio, margin, ang = pr.uniform(1.4, 2.0), irregular(pr, 14, pr.uniform(0.4, 0.55)), pr.uniform(-0.15, 0.15)
     ru, rv = at.radius * ratio**0.5, at.radius / ratio**0.5
     n_calc = pr.integers(6, 16)
 
@@ -385,12 +386,29 @@ def lesion(pr: Generator, kind: str, at: Placement) -> Painter:
         inside = ellipse(cv, *c, 0.006 if kind == "benign" else 0.015, margin)
         if kind == "malignant":
             cv.paint(np.clip(ellipse(cv, c[0], c[1], c[2] + 0.025, c[3] + 0.025, ang, 0.02, margin) - inside, 0, 1), 2.0)
-            cv.paint(inside, echo * cv.texture(ir, (20, 20), 0.7), 2.5)
-            scatter_points(cv, ir, inside, n_calc, 60.0, 3.0)
+            cv.paint(inside, echo * cv.texture(ir, (20, 20), 0.7), atten)
+            scatter_points(cv, ir, inside, n_calc, 60.0, atten)
         else:
-            cv.paint(ring(cv, *c[:4], 0.008, ang), 2.0)
-            cv.paint(inside, echo * cv.texture(ir, (16, 16), 0.15), 0.05)
+            cv.paint(ring(cv, *c[:4], 0.015, ang), 3.0)
+            cv.paint(inside, echo * cv.texture(ir, (16, 16), 0.15), atten)
         cv.mark("lesion", inside)
+
+    return paint
+
+
+def duct(pr: Generator, at: Placement, length: float = 1.0) -> Painter:
+    """Normal tissue's look-alike of a lesion: a straight hypoechoic duct or vessel with thin bright walls
+    through the finding's place, of a lesion's area, echogenicity and posterior acoustics, so that the extent
+    and level of a dark region do not tell a lesion from none; its shape (a long band) does."""
+    echo, atten, ang = pr.uniform(0.04, 0.2), pr.uniform(0.05, 1.5), pr.uniform(-0.5, 0.5)
+    half = math.pi * at.radius**2 / length / 2
+    ca, sa = math.cos(ang), math.sin(ang)
+
+    def paint(cv: Canvas, ir: Generator) -> None:
+        across = (cv.u - at.u) * ca - (cv.v - at.v) * sa
+        along = np.clip((length / 2 - np.abs((cv.u - at.u) * sa + (cv.v - at.v) * ca)) / 0.01 + 0.5, 0, 1)
+        cv.paint((layer(across, -half - 0.01, -half) + layer(across, half, half + 0.01)) * along, 2.0)
+        cv.paint(layer(across, -half, half) * along, echo * cv.texture(ir, (16, 16), 0.15), atten)
 
     return paint
 

@@ -4,7 +4,9 @@ Labels live in anatomy, morphology and texture only. Every nuisance (probe kind 
 focus, bandwidth, gain, TGC, dynamic range, organ zoom, lateral shift and mirroring, and the position and
 size of a focal finding) is drawn per image from a generator seeded by (seed, task, index), never by the
 label, and recorded. The display then applies an automatic gain and TGC: the in-fan intensity is set to a
-drawn mean, spread and depth slope, so first-order statistics and fan area carry no class information.
+drawn mean, spread and depth slope, then remapped monotonically (histogram matching) onto a fixed-shape
+distribution of that drawn mean and spread, so the whole in-fan histogram, not only its mean and spread, and
+the fan area carry no class information; brightness order and spatial structure are kept.
 Per-patient anatomy comes from a generator seeded by (seed, task, patient, class), so output bytes do not
 depend on the worker count.
 """
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.random import Generator
 from scipy.ndimage import gaussian_filter1d
+from scipy.special import ndtri
 
 from usjepa.synthus import phantoms as ph
 from usjepa.synthus.phantoms import Anatomy, Canvas, Placement
@@ -102,7 +105,7 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
 
 
 ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
-RADIUS = {"synthus_lesion": (0.11, 0.18)}  # lesions large enough for their margin to show at 64 px
+RADIUS = {"synthus_lesion": (0.14, 0.22)}  # lesions large enough for their margin to show at 64 px
 
 
 def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
@@ -118,10 +121,10 @@ def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
 
 
 def lesion_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
-    """A breast or liver host with no lesion ('normal'), a benign or a malignant one; a coarse calcification
-    appears in any class as a distractor."""
+    """A breast or liver host with a benign or a malignant lesion, or ('normal') a duct of a lesion's area and
+    echogenicity in its place; a coarse calcification appears in any class as a distractor."""
     host = ph.breast(pr, nz.depth_cm) if pr.random() < 0.5 else ph.liver(pr, nz.depth_cm)
-    les = ph.lesion(pr, kind, nz.placement()) if kind != "normal" else None
+    les = ph.lesion(pr, kind, nz.placement()) if kind != "normal" else ph.duct(pr, nz.placement())
     calc = ph.calcification(pr) if pr.random() < 0.3 else None
 
     def paint(cv: Canvas, ir: Generator) -> None:
@@ -226,7 +229,8 @@ SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
 
 def auto_gain(image: np.ndarray, mask: np.ndarray, nz: Nuisance) -> np.ndarray:
     """The display's automatic gain and TGC: in-fan intensity gets the drawn mean (`level`), spread and
-    top-to-bottom `slope` around a depth profile smoothed over an eighth of the image, whatever the scene."""
+    top-to-bottom `slope` around a depth profile smoothed over an eighth of the image, whatever the scene; then
+    the in-fan values are histogram-matched onto a normal shape of that level and spread (match_histogram)."""
     rows = mask.sum(1)
     row_mean = np.where(rows > 0, (image * mask).sum(1) / np.maximum(rows, 1), 0)
     sigma = image.shape[0] / 8
@@ -237,8 +241,23 @@ def auto_gain(image: np.ndarray, mask: np.ndarray, nz: Nuisance) -> np.ndarray:
     top = np.argmax(rows > 0)
     depth = (np.arange(image.shape[0]) - top) / max(image.shape[0] - top, 1) - 0.5
     target = nz.level + nz.slope * depth
-    out = np.clip(target[:, None] + dev * (nz.spread / spread), 0, 1)
-    return np.where(mask, out, 0).astype(np.float32)
+    shaped = target[:, None] + dev * (nz.spread / spread)
+    out = np.zeros(image.shape, np.float32)
+    out[mask] = match_histogram(shaped[mask], nz.level, nz.spread)
+    return out
+
+
+def match_histogram(values: np.ndarray, level: float, spread: float) -> np.ndarray:
+    """A monotone remap of in-fan values onto a fixed-shape reference: the normal distribution's quantiles,
+    scaled to mean `level` and standard deviation `spread` and clipped to [0, 1]. Ranks come from a stable
+    argsort, so ties break by pixel order. The brightness order and every spatial structure survive, but the
+    first-order distribution depends only on the pixel count and the drawn level and spread, never the scene."""
+    n = values.size
+    z = ndtri((np.arange(n) + 0.5) / n)
+    z = (z - z.mean()) / (z.std() or 1.0)
+    out = np.empty(n, np.float32)
+    out[np.argsort(values, kind="stable")] = np.clip(level + spread * z, 0, 1)
+    return out
 
 
 def _code(task: str) -> int:
