@@ -1,6 +1,6 @@
 """A second `usjepa bench` run on the same inputs reuses the cache: its time as a share of the first run's.
 
-Fabricates two SynthUS tasks (``usjepa.data.synthus.write_suite``, 64 px) and a tiny usjepa-style export
+Fabricates two SynthUS tasks (``usjepa.synthus.write_suite``, 64 px) and a tiny usjepa-style export
 (ViT-T, patch 8, 64 px, 1 channel, random weights), then runs the same `usjepa bench` command twice in
 fresh processes (all protocols but fine-tuning, 5 seeds). It prints both ratios: of the time inside the
 benchmark (the figure `usjepa bench` reports, report writing included) and of the process wall time.
@@ -22,7 +22,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from usjepa.data.synthus import write_suite
+from usjepa.synthus import write_suite
 from usjepa.weights import file_sha256
 
 TASKS = ["synthus_lesion", "synthus_organ"]

@@ -16,15 +16,17 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from usjepa.data.synthus import CORPUS, TASKS, _write_one, items, render, write_suite
+from usjepa.synthus import CORPUS, MASKS, SEGMENTATION, TASKS, items, render, write_suite
+from usjepa.synthus.writer import write_one
 
 
 def per_image(n: int, size: int) -> tuple[float, float, float]:
     """(simulate-only CPU ms, with-PNG CPU ms, with-PNG wall ms) per image, one process, caches warm."""
-    work = [it for task in [*TASKS, CORPUS] for it in items(task, n)]
+    tasks = [*TASKS, *SEGMENTATION, CORPUS]
+    work = [it for task in tasks for it in items(task, n)]
     with tempfile.TemporaryDirectory() as tmp, threadpool_limits(1, user_api="blas"):
-        for task in [*TASKS, CORPUS]:
-            for sub in ("images", "masks/scan", "masks/lesion"):
+        for task in tasks:
+            for sub in ("images", "masks/scan") + ((f"masks/{MASKS[task]}",) if task in MASKS else ()):
                 (Path(tmp) / task / sub).mkdir(parents=True)
         for it in work:  # warm-up: builds the cached PSFs and scan-conversion maps
             render(it, 0, size)
@@ -34,7 +36,7 @@ def per_image(n: int, size: int) -> tuple[float, float, float]:
         sim = (time.process_time() - c) / len(work) * 1e3
         c, t = time.process_time(), time.perf_counter()
         for it in work:
-            _write_one(it, Path(tmp) / it.task, 0, size)
+            write_one(it, Path(tmp) / it.task, 0, size)
         return sim, (time.process_time() - c) / len(work) * 1e3, (time.perf_counter() - t) / len(work) * 1e3
 
 
@@ -90,7 +92,7 @@ def main() -> None:
               f"-> SynthUS is {seconds * 1e3 / wall:.0f}x faster (wall vs wall)")
     if not args.skip_suite:
         seconds, cpu_seconds, n = suite(args.workers)
-        print(f"default suite: {n} images (4 x 1500 labelled + 10000 corpus) at 224² in {seconds:.0f} s wall "
+        print(f"default suite: {n} images ({len(TASKS) + len(SEGMENTATION)} x 1500 + 10000 corpus) at 224² in {seconds:.0f} s wall "
               f"with {args.workers} workers, {cpu_seconds:.0f} CPU s (= {cpu_seconds / args.workers:.0f} s on "
               f"{args.workers} free cores); budget 240 s")
 

@@ -12,7 +12,7 @@ from usjepa.errors import UsjepaError
 
 COMMANDS = {
     "demo": ("usjepa.demo", "simulate, pretrain, compare and benchmark end to end"),
-    "simulate": ("usjepa.data.synthus", "write the SynthUS benchmark and pretraining corpus"),
+    "simulate": ("usjepa.synthus.cli", "write the SynthUS benchmark and pretraining corpus"),
     "ingest": ("usjepa.data.ingest", "preprocess real ultrasound into WebDataset shards"),
     "pretrain": ("usjepa.train", "pretrain a backbone with a registered method (listed by usjepa pretrain --help)"),
     "export": ("usjepa.export", "export a run's backbone as timm-loadable safetensors"),

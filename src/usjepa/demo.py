@@ -12,8 +12,8 @@ from pathlib import Path
 
 from usjepa.bench.run import run_bench
 from usjepa.config import load_config
-from usjepa.data.synthus import CORPUS, TASKS, write_suite
 from usjepa.modelio import CARD
+from usjepa.synthus import CORPUS, TASKS, write_suite
 from usjepa.train import train
 
 

@@ -16,7 +16,7 @@ from usjepa.data.preprocess import (
     sample_scan_mask,
 )
 from usjepa.data.scanmask import ScanMask, find_scan_mask
-from usjepa.data.simulate import ScanParams, simulate
+from usjepa.synthus.physics import ScanParams, simulate
 from usjepa.data.sources import open_source
 from usjepa.data.usregions import Region, read_regions
 

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from usjepa.data.simulate import PROBES, ScanParams, beam_grid, echo_iq, log_compress, simulate
+from usjepa.synthus.physics import PROBES, ScanParams, beam_grid, echo_iq, log_compress, simulate
 
 N = 128
 

@@ -24,7 +24,7 @@ PAPER_TASKS = {
     "fatty_liver": (2, (390, 50, 110)), "gbcu": (3, (1019, 114, 122)), "mmotu": (8, (800, 200, 469)),
     "pocus": (3, (1444, 177, 443)), "tn5000": (2, (3500, 500, 1000)),
 }
-SYNTHUS_TASKS = ("synthus_lesion", "synthus_organ", "synthus_fatty", "synthus_lung")
+SYNTHUS_TASKS = ("synthus_lesion", "synthus_organ", "synthus_fatty", "synthus_lung", "synthus_texture")
 SPLITS = ("train", "val", "test")
 
 
@@ -45,7 +45,7 @@ class Task:
 
 
 def task_names(spec: str) -> list[str]:
-    """'all' (the paper's 8), 'synthus' (the 4 SynthUS tasks), or a comma list of names and folder paths."""
+    """'all' (the paper's 8), 'synthus' (the 5 labelled SynthUS tasks), or a comma list of names and folder paths."""
     if spec == "all":
         return list(PAPER_TASKS)
     if spec == "synthus":

@@ -9,9 +9,9 @@ analytic-signal (Hilbert) envelope of the RF line.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 from scipy import fft, sparse
@@ -131,7 +131,7 @@ def _beam_grid(p: ScanParams, n_ax: int, n_lat: int) -> BeamGrid:
 
 def _gaussian_transfer(sigma: np.ndarray, n: int) -> np.ndarray:
     """Unit-energy Gaussian transfer functions, one row per sigma (cells), padded against wrap-around."""
-    size = fft.next_fast_len(n + int(math.ceil(3 * float(np.max(sigma)))) + 1)
+    size = fft.next_fast_len(n + math.ceil(3 * float(np.max(sigma))) + 1)
     f = fft.fftfreq(size)
     h = np.exp(-2 * math.pi ** 2 * np.multiply.outer(sigma, f) ** 2)
     h /= np.sqrt(np.mean(h * h, axis=1, keepdims=True))  # unit energy: speckle power = echogenicity
