@@ -21,7 +21,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from usjepa.config import load_config
-from usjepa.data.synthus import CORPUS, write_suite
+from usjepa.synthus import CORPUS, write_suite
 from usjepa.demo import SCALES
 from usjepa.train import train
 
