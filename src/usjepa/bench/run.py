@@ -26,13 +26,15 @@ from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, fit, scores, 
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
+from usjepa.bench.segprobe import VARIANTS
+from usjepa.bench.segrun import run_seg
 from usjepa.bench.tasks import Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
 from usjepa.distributed import pick_device
 from usjepa.encoders import FrozenEncoder, registry
 from usjepa.errors import ConfigError
 
-PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
+PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune", *VARIANTS)  # seg*: on segmentation tasks (segrun)
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
 ROWS_VERSION = 2  # bump when the rows a protocol writes change (2: linear rows carry effective_rank)
 
@@ -88,8 +90,15 @@ def run_bench(encoders: Sequence[str], tasks: Sequence[str] | str, out: str | Pa
         cfg = BenchConfig(list(encoders), names, str(out), **options)
     except TypeError as e:
         raise ConfigError(f"run_bench: {e}") from None
+    seg = [p for p in cfg.protocols if p in VARIANTS]
     with torch_threads(cfg.threads or os.cpu_count() or 1):
-        return _run(cfg)
+        if not seg:
+            return _run(cfg)
+        if set(cfg.protocols) - set(seg) - {"fewshot"}:  # fewshot with seg: the seg probes' label fractions
+            raise ConfigError("--protocol: seg protocols run on segmentation tasks; run classification protocols apart")
+        fractions = cfg.fractions if "fewshot" in cfg.protocols else [1.0]
+        return run_seg(cfg.encoders, cfg.tasks, cfg.out, seg, cfg.seeds, tuple(fractions), cfg.data_root, cfg.cache,
+                       cfg.device, cfg.val_seed, cfg.val_fraction, cfg.batch_size)
 
 
 def _run(cfg: BenchConfig) -> dict:
