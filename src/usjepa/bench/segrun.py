@@ -19,7 +19,7 @@ from scipy.stats import bootstrap
 from usjepa.atomic import atomic_write_text
 from usjepa.bench.cache import Cache
 from usjepa.bench.provenance import provenance
-from usjepa.bench.segprobe import IGNORE, VARIANTS, SegConfig, fit, seg_features, targets, test_scores
+from usjepa.bench.segprobe import IGNORE, VARIANTS, SegConfig, fit, score_test, seg_features, targets
 from usjepa.bench.segtasks import SegTask, load_seg_task
 from usjepa.distributed import pick_device
 from usjepa.encoders import registry
@@ -44,7 +44,7 @@ def run_seg(encoders: list[str], tasks: list[str], out: str | Path, protocols: l
             y = {s: targets(task, s, enc.img_size) for s in ("train", "val", "test")}
             if spec == encoders[0]:  # the baseline, at the first encoder's mask size
                 rows.append({"encoder": BASELINE, "task": task.name, "protocol": "baseline", "seed": 0, "fraction": 1.0}
-                            | test_scores(torch.zeros_like(y["test"]), y["test"], task.class_names))
+                            | score_test(torch.zeros_like(y["test"]), y["test"], task.class_names))
             for protocol in protocols:
                 x = {s: seg_features(store, enc, task, s, VARIANTS[protocol], batch_size) for s in ("train", "val")}
                 for fraction in sorted(set(fractions) | {1.0}):
@@ -53,9 +53,10 @@ def run_seg(encoders: list[str], tasks: list[str], out: str | Path, protocols: l
                         pred = p.predict(seg_features(store, enc, task, "test", VARIANTS[protocol], batch_size),
                                          enc.img_size)
                         rows.append({"encoder": spec, "task": task.name, "protocol": protocol, "seed": seed,
-                                     "fraction": fraction, "best_epoch": p.best_epoch, "val_mean_dice": p.val_mean_dice,
+                                     "fraction": fraction, "best_epoch": p.best_epoch, "lr": p.lr,
+                                     "val_mean_dice": p.val_mean_dice,
                                      "weights_fingerprint": enc.fingerprint, "split_hash": task.split_hash}
-                                    | test_scores(pred, y["test"], task.class_names))
+                                    | score_test(pred, y["test"], task.class_names))
                         if seed == 0 and fraction == 1.0 and protocol == protocols[0]:
                             cases[(spec, task.name)] = pred
     results = {"provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2),
