@@ -115,7 +115,7 @@ def write_overlays(path: Path, task: SegTask, cases: dict, rows: list[dict]) -> 
 
     encs = [k[0] for k in cases if k[1] == task.name]
     n = min(OVERLAY_CASES, len(task.splits["test"]))
-    fig, axes = plt.subplots(len(encs), 2 * n, figsize=(2 * 2 * n, 2.2 * len(encs)), squeeze=False)
+    fig, axes = plt.subplots(len(encs), 2 * n, figsize=(4 * n, 2.5 * len(encs) + 0.4), squeeze=False)
     for row, spec in zip(axes, encs):
         pred = cases[(spec, task.name)].numpy()
         r0 = next(r for r in rows if r["encoder"] == spec and r["task"] == task.name and r["seed"] == 0
