@@ -29,6 +29,8 @@ from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, scores
 from usjepa.bench.provenance import provenance, verify
 from usjepa.bench.report import write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
+from usjepa.bench.segprobe import VARIANTS
+from usjepa.bench.segrun import run_seg
 from usjepa.bench.significance import annotate, split_predictions
 from usjepa.bench.tasks import ALLOW_FLAG, Task, load_task, task_names
 from usjepa.bench.threads import torch_threads
@@ -39,7 +41,7 @@ from usjepa.encoders import FrozenEncoder, registry
 from usjepa.errors import ConfigError
 from usjepa.paths import out_dir
 
-PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune")
+PROTOCOLS = ("linear", "fewshot", "robust", "knn", "finetune", *VARIANTS)  # seg*: on segmentation tasks (segrun)
 TSNE_ITERS = 500  # enough for a few hundred points; half of sklearn's default
 ROWS_VERSION = 3  # bump when the rows a protocol writes change (2: effective_rank; 3: per-image test predictions)
 
@@ -153,8 +155,15 @@ def run_config(cfg: BenchConfig) -> dict:
     """Run a resolved BenchConfig; OUT gets bench.yaml (the config, as resolved) beside the results."""
     Path(cfg.out).mkdir(parents=True, exist_ok=True)
     save_bench_config(cfg, Path(cfg.out) / "bench.yaml")
+    seg = [p for p in cfg.protocols if p in VARIANTS]
     with torch_threads(cfg.threads or os.cpu_count() or 1):
-        return _run(cfg)
+        if not seg:
+            return _run(cfg)
+        if set(cfg.protocols) - set(seg) - {"fewshot"}:  # fewshot with seg: the seg probes' label fractions
+            raise ConfigError("--protocol: seg protocols run on segmentation tasks; run classification protocols apart")
+        fractions = cfg.fractions if "fewshot" in cfg.protocols else [1.0]
+        return run_seg([e.spec for e in cfg.encoders], cfg.tasks, cfg.out, seg, cfg.seeds, tuple(fractions), cfg.data_root, cfg.cache,
+                       cfg.device, cfg.val_seed, cfg.val_fraction, cfg.batch_size)
 
 
 def _run(cfg: BenchConfig) -> dict:
