@@ -7,6 +7,7 @@ benchmark (the figure `usjepa bench` reports, report writing included) and of th
 
   python benchmarks/bench_cache.py [--n-per-task 200] [--encoders 'usjepa:EXPORT,random:EXPORT,effnet-lite0:128']
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,17 @@ def tiny_export(out: Path) -> Path:
     model = timm.create_model("vit_tiny_patch16_224", **kw)
     out.mkdir(parents=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / "model.safetensors"))
-    card = {"arch": "vit_tiny_patch16_224", "timm_kwargs": kw, "img_size": 64, "patch_size": 8, "in_chans": 1,
-            "mean": [0.5], "std": [0.5], "method": "salt", "weights_sha256": file_sha256(out / "model.safetensors")}
+    card = {
+        "arch": "vit_tiny_patch16_224",
+        "timm_kwargs": kw,
+        "img_size": 64,
+        "patch_size": 8,
+        "in_chans": 1,
+        "mean": [0.5],
+        "std": [0.5],
+        "method": "salt",
+        "weights_sha256": file_sha256(out / "model.safetensors"),
+    }
     (out / "card.json").write_text(json.dumps(card))
     return out
 
@@ -49,8 +59,22 @@ def main() -> None:
         root = Path(tmp)
         write_suite(root / "data", img_size=64, n_per_task=a.n_per_task, corpus_size=0, seed=0, workers=2, tasks=TASKS)
         encoders = a.encoders.format(export=tiny_export(root / "export"))
-        cmd = [sys.executable, "-m", "usjepa", "bench", "--encoders", encoders, "--tasks", ",".join(TASKS),
-               "--protocol", "linear,fewshot,robust,knn", "--data-root", str(root / "data"), "--out", str(root / "out")]
+        cmd = [
+            sys.executable,
+            "-m",
+            "usjepa",
+            "bench",
+            "--encoders",
+            encoders,
+            "--tasks",
+            ",".join(TASKS),
+            "--protocol",
+            "linear,fewshot,robust,knn",
+            "--data-root",
+            str(root / "data"),
+            "--out",
+            str(root / "out"),
+        ]
         wall, bench = [], []
         for run in ("first", "second"):
             t = time.perf_counter()
@@ -58,8 +82,10 @@ def main() -> None:
             wall.append(time.perf_counter() - t)
             bench.append(float(re.search(r"results in ([\d.]+) s", out).group(1)))
             print(f"{run} run: {wall[-1]:.1f} s wall, {bench[-1]:.1f} s in the benchmark  ({out})")
-    print(f"second / first: {bench[1] / bench[0]:.1%} of the benchmark's time, {wall[1] / wall[0]:.1%} of the wall "
-          f"time, which adds Python start-up and imports (goal < 20 %)")
+    print(
+        f"second / first: {bench[1] / bench[0]:.1%} of the benchmark's time, {wall[1] / wall[0]:.1%} of the wall "
+        f"time, which adds Python start-up and imports (goal < 20 %)"
+    )
 
 
 if __name__ == "__main__":

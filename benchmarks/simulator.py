@@ -5,6 +5,7 @@
 
 pymust is not a dependency of usjepa: `pip install pymust` to include the SIMUS comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,6 +43,7 @@ def per_image(n: int, size: int) -> tuple[float, float, float]:
 
 def suite(workers: int) -> tuple[float, float, int]:
     """Wall seconds, CPU seconds (this process and its workers) and image count for the default suite."""
+
     def cpu() -> float:
         own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
         return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
@@ -78,23 +80,32 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=60, help="images per task for the per-image timing")
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--scatterers", type=int, default=5_000, help="scatterers in the pymust phantom (time grows ~linearly)")
+    ap.add_argument(
+        "--scatterers", type=int, default=5_000, help="scatterers in the pymust phantom (time grows ~linearly)"
+    )
     ap.add_argument("--skip-suite", action="store_true")
     args = ap.parse_args()
     sim, with_png, wall = per_image(args.n, args.size)
-    print(f"one {args.size}² image, one core: {sim:.1f} ms CPU simulated, {with_png:.1f} ms CPU with PNG writes "
-          f"({wall:.1f} ms wall on this shared machine); budget 25 ms")
+    print(
+        f"one {args.size}² image, one core: {sim:.1f} ms CPU simulated, {with_png:.1f} ms CPU with PNG writes "
+        f"({wall:.1f} ms wall on this shared machine); budget 25 ms"
+    )
     seconds = pymust_image(args.scatterers)
     if seconds is None:
         print("pymust not installed: `pip install pymust` for the SIMUS comparison")
     else:
-        print(f"pymust/SIMUS, one {args.size}² image ({args.scatterers} scatterers, plane wave + DAS): {seconds:.1f} s "
-              f"-> SynthUS is {seconds * 1e3 / wall:.0f}x faster (wall vs wall)")
+        print(
+            f"pymust/SIMUS, one {args.size}² image ({args.scatterers} scatterers, plane wave + DAS): {seconds:.1f} s "
+            f"-> SynthUS is {seconds * 1e3 / wall:.0f}x faster (wall vs wall)"
+        )
     if not args.skip_suite:
         seconds, cpu_seconds, n = suite(args.workers)
-        print(f"default suite: {n} images ({len(TASKS) + len(SEGMENTATION)} x 1500 + 10000 corpus) at 224² in {seconds:.0f} s wall "
-              f"with {args.workers} workers, {cpu_seconds:.0f} CPU s (= {cpu_seconds / args.workers:.0f} s on "
-              f"{args.workers} free cores); budget 240 s")
+        print(
+            f"default suite: {n} images ({len(TASKS) + len(SEGMENTATION)} x 1500 + 10000 corpus) at 224² in "
+            f"{seconds:.0f} s wall "
+            f"with {args.workers} workers, {cpu_seconds:.0f} CPU s (= {cpu_seconds / args.workers:.0f} s on "
+            f"{args.workers} free cores); budget 240 s"
+        )
 
 
 if __name__ == "__main__":

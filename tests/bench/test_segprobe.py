@@ -31,8 +31,15 @@ def test_linear_probe_recovers_linear_masks():
 
 def test_bench_seg_protocol_writes_rows_report_and_overlays(tmp_path):
     folder = seg_folder(tmp_path / "liver_task")
-    res = run_bench(["pixels:8"], [str(folder)], tmp_path / "out", protocols=["seg", "seg-multiscale"], seeds=2,
-                    cache=None, device="cpu")
+    res = run_bench(
+        ["pixels:8"],
+        [str(folder)],
+        tmp_path / "out",
+        protocols=["seg", "seg-multiscale"],
+        seeds=2,
+        cache=None,
+        device="cpu",
+    )
     rows = [r for r in res["rows"] if r["protocol"] == "seg"]
     assert len(rows) == 2 and {"dice_per_class", "iou_per_class", "hd95_per_class"} <= set(rows[0])
     base = next(r for r in res["rows"] if r["encoder"] == "all-background")

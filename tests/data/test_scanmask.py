@@ -16,9 +16,9 @@ from usjepa.data.preprocess import (
     sample_scan_mask,
 )
 from usjepa.data.scanmask import ScanMask, find_scan_mask
-from usjepa.synthus.physics import ScanParams, simulate
 from usjepa.data.sources import open_source
 from usjepa.data.usregions import Region, read_regions
+from usjepa.synthus.physics import ScanParams, simulate
 
 # (y, x) points in full-size pixels; "outside" are burnt-in graphics or background next to the fan
 OB = {  # Philips C5-1 convex probe, amniotic fluid filling the fan (interior grey level 1 on 0)
@@ -172,15 +172,8 @@ def test_scan_mask_on_every_pydicom_ultrasound(name):
 
 def test_obstetric_fan_is_the_whole_anechoic_sector():
     sm, _ = clip_mask("OBXXXX1A.dcm")
-    assert (
-        sm.kinds == "convex" and 0.37 < sm.mask.mean() < 0.43
-    )  # the texture hull alone: 4 %
-    assert (
-        estimate_scan_mask(
-            to_gray(open_source(get_testdata_file("OBXXXX1A.dcm")).load(0).image)
-        ).mean()
-        < 0.06
-    )
+    assert sm.kinds == "convex" and 0.37 < sm.mask.mean() < 0.43  # the texture hull alone: 4 %
+    assert estimate_scan_mask(to_gray(open_source(get_testdata_file("OBXXXX1A.dcm")).load(0).image)).mean() < 0.06
 
 
 def test_echo_keeps_deep_field_and_aloka_two_panes():
@@ -189,11 +182,7 @@ def test_echo_keeps_deep_field_and_aloka_two_panes():
     aloka, _ = clip_mask("gdcm-US-ALOKA-16.dcm")
     assert aloka.source == "dicom" and aloka.kinds == "linear+linear"
     (l0, _, l1, _), (r0, _, r1, _) = sorted(f.box for f in aloka.fans)
-    assert (
-        l1 < r0
-        and aloka.mask[250, int(l0) + 5 : int(l1)].all()
-        and aloka.mask[250, int(r0) : int(r1) - 5].all()
-    )
+    assert l1 < r0 and aloka.mask[250, int(l0) + 5 : int(l1)].all() and aloka.mask[250, int(r0) : int(r1) - 5].all()
 
 
 def test_dicom_regions_read_and_stale_ones_ignored():
@@ -207,9 +196,7 @@ def test_dicom_regions_read_and_stale_ones_ignored():
     gray = np.zeros((100, 120), np.uint8)
     gray[20:80, 20:100] = np.random.default_rng(0).integers(20, 200, (60, 80))
     assert find_scan_mask(gray, (Region((0, 0, 119, 99), 1, 1),)).source == "dicom"
-    assert (
-        find_scan_mask(gray, (Region((0, 0, 239, 199), 1, 1),)).source == "fit"
-    )  # drawn for a larger frame
+    assert find_scan_mask(gray, (Region((0, 0, 239, 199), 1, 1),)).source == "fit"  # drawn for a larger frame
 
 
 # ---- simulated frames with an anechoic interior ---------------------------------------------------------
@@ -260,9 +247,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.mark.parametrize("probe", ["linear", "convex", "phased"])
 def test_fan_fit_recovers_simulator_mask_when_blacked_out(probe):
     img, mask = simulated(probe, lambda grid, p: np.ones(grid.x.shape))
-    img[ndi.binary_erosion(mask, iterations=img.shape[0] // 12)] = (
-        0  # all but a rim of n / 12 px black
-    )
+    img[ndi.binary_erosion(mask, iterations=img.shape[0] // 12)] = 0  # all but a rim of n / 12 px black
     screen, truth = on_screen(img, mask)
     sm = find_scan_mask(screen)
     assert sm.source == "fit" and iou(sm.mask, truth) >= 0.95, (
@@ -294,15 +279,9 @@ def test_fan_fit_holds_across_an_anechoic_interior(probe):
 
 def test_fit_fan_shapes_and_failure():
     yy, xx = np.mgrid[:120, :160]
-    sector = Fan("phased", (-1e9, 10, 1e9, 1e9), (80, 0), (-0.6, 0.6), (10, 100)).mask(
-        (120, 160)
-    )
+    sector = Fan("phased", (-1e9, 10, 1e9, 1e9), (80, 0), (-0.6, 0.6), (10, 100)).mask((120, 160))
     fan = fit_fan(sector & ~ndi.binary_erosion(sector, iterations=6))  # the rim alone
-    assert (
-        fan.kind != "linear"
-        and abs(fan.apex[0] - 80) < 3
-        and abs(fan.radii[1] - 100) < 3
-    )
+    assert fan.kind != "linear" and abs(fan.apex[0] - 80) < 3 and abs(fan.radii[1] - 100) < 3
     assert fit_fan(np.zeros((50, 50), bool)) is None
     box = (xx >= 30) & (xx <= 130) & (yy >= 20) & (yy <= 100)
     assert fit_fan(box).kind == "linear" and fit_fan(box).box == (30, 20, 130, 100)
@@ -311,11 +290,7 @@ def test_fit_fan_shapes_and_failure():
 def test_preprocess_records_mask_source():
     s = open_source(get_testdata_file("OBXXXX1A.dcm")).load(0)
     out = preprocess(s, PreprocessConfig(size=64))
-    assert (
-        out.mask_source == "dicom"
-        and out.meta["fan"] == "convex"
-        and "us_regions" not in out.meta
-    )
+    assert out.mask_source == "dicom" and out.meta["fan"] == "convex" and "us_regions" not in out.meta
     given = np.zeros(s.image.shape[:2], bool)
     given[100:400, 200:600] = True
     s.scan_mask, s.meta["has_mask"] = given, True

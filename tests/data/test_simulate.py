@@ -1,4 +1,5 @@
 """Physics checks of the B-mode simulator: speckle statistics, PSF-driven speckle size, cysts, fan geometry."""
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ def homogeneous(grid):
 def envelope(p: ScanParams, seed: int, echo=None, atten=None) -> np.ndarray:
     grid = beam_grid(p, N, N)
     e0, a0, _ = homogeneous(grid)
-    return np.abs(echo_iq(e0 if echo is None else echo, a0 if atten is None else atten, p, grid,
-                          np.random.default_rng(seed)))
+    return np.abs(
+        echo_iq(e0 if echo is None else echo, a0 if atten is None else atten, p, grid, np.random.default_rng(seed))
+    )
 
 
 def speckle_sigma(env: np.ndarray, axis: int) -> float:
@@ -48,9 +50,11 @@ def test_speckle_size_follows_psf():
         env = np.concatenate([envelope(p, s) for s in range(3)], axis=1)
         axial = speckle_sigma(env[8:-8], axis=0)
         expect_ax = p.axial_sigma() / (p.depth / N)
-        lateral = speckle_sigma(envelope(p, 7)[N // 2 - 8:N // 2 + 8].T, axis=0)
+        lateral = speckle_sigma(envelope(p, 7)[N // 2 - 8 : N // 2 + 8].T, axis=0)
         expect_lat = float(p.lateral_sigma(np.array(p.focus))) / (p.width / N)
-        print(f"bandwidth {bw}: axial {axial:.2f} vs PSF {expect_ax:.2f} cells; lateral {lateral:.2f} vs {expect_lat:.2f}")
+        print(
+            f"bandwidth {bw}: axial {axial:.2f} vs PSF {expect_ax:.2f} cells; lateral {lateral:.2f} vs {expect_lat:.2f}"
+        )
         assert axial == pytest.approx(expect_ax, rel=0.15)
         assert lateral == pytest.approx(expect_lat, rel=0.2)
 
@@ -77,7 +81,9 @@ def test_anechoic_cyst_contrast_gcnr_and_enhancement():
     grid, inside, echo, atten = cyst_scene(p)
     env = np.concatenate([envelope(p, s, echo, atten) for s in range(3)], axis=1)
     core = np.tile((grid.x / 0.003) ** 2 + ((grid.z - 0.015) / 0.003) ** 2 < 1, 3)
-    ring = np.tile(((grid.x / 0.008) ** 2 + ((grid.z - 0.015) / 0.008) ** 2 > 1.3) & (np.abs(grid.z - 0.015) < 0.006), 3)
+    ring = np.tile(
+        ((grid.x / 0.008) ** 2 + ((grid.z - 0.015) / 0.008) ** 2 > 1.3) & (np.abs(grid.z - 0.015) < 0.006), 3
+    )
     contrast = 20 * math.log10(env[core].mean() / env[ring].mean())
     edges = np.histogram_bin_edges(20 * np.log10(env[core | ring]), 100)
     h_in = np.histogram(20 * np.log10(env[core]), edges)[0] / core.sum()
@@ -99,10 +105,15 @@ def test_outside_the_fan_is_zero(probe):
     def scene(grid):
         echo, atten, _ = homogeneous(grid)
         return echo * 50, atten, np.ones(grid.x.shape, np.uint8)  # saturating echoes, label everywhere
+
     frame = simulate(scene, p, np.random.default_rng(0), 64)
     assert frame.image.shape == frame.mask.shape == (64, 64)
     assert frame.image[~frame.mask].max() == 0 and frame.label[~frame.mask].max() == 0
-    assert frame.image[frame.mask].mean() > 0.6 and (frame.image[frame.mask] > 0).all() and frame.label[frame.mask].min() == 1
+    assert (
+        frame.image[frame.mask].mean() > 0.6
+        and (frame.image[frame.mask] > 0).all()
+        and frame.label[frame.mask].min() == 1
+    )
     assert 0.3 < frame.mask.mean() < 1.0 if probe != "linear" else frame.mask.mean() > 0.6
     if probe != "linear":  # the top corners of a sector image are outside the fan
         assert not frame.mask[0, 0] and not frame.mask[0, -1]

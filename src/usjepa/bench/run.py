@@ -4,11 +4,11 @@ Features are computed once per encoder x task x split x corruption and cached; a
 encoder x task (seeds x label fractions x learning rates) train together; every result is cached too,
 so a second run on the same inputs only re-hashes them. ``--verify RESULTS`` re-hashes without running.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -94,8 +94,10 @@ class BenchConfig:
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
 
     def __post_init__(self) -> None:
-        self.encoders = [e if isinstance(e, EncoderEntry) else EncoderEntry(**e) if isinstance(e, dict)
-                         else EncoderEntry(str(e)) for e in self.encoders]
+        self.encoders = [
+            e if isinstance(e, EncoderEntry) else EncoderEntry(**e) if isinstance(e, dict) else EncoderEntry(str(e))
+            for e in self.encoders
+        ]
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
         if unknown:
             raise ConfigError(f"--protocol: unknown {', '.join(unknown)} (choose from {', '.join(PROTOCOLS)})")
@@ -112,8 +114,13 @@ class BenchConfig:
             raise ConfigError("--threads must be >= 0 (0: one per core)")
         if self.seeds < 1 or any(not 0 < f <= 1 for f in self.fractions):
             raise ConfigError("--seeds must be >= 1 and --fractions in (0, 1]")
-        for flag, value, low in (("--workers", self.workers, 0), ("knn_k", self.knn_k, 1), ("batch_size", self.batch_size, 1),
-                                 ("--finetune-epochs", self.finetune.epochs, 1), ("--finetune-seeds", self.finetune_seeds, 1)):
+        for flag, value, low in (
+            ("--workers", self.workers, 0),
+            ("knn_k", self.knn_k, 1),
+            ("batch_size", self.batch_size, 1),
+            ("--finetune-epochs", self.finetune.epochs, 1),
+            ("--finetune-seeds", self.finetune_seeds, 1),
+        ):
             if value < low:
                 raise ConfigError(f"{flag} must be >= {low}, got {value}")
         conditions(tuple(self.corruptions), tuple(self.severities))
@@ -123,8 +130,12 @@ class BenchConfig:
         """The preset with this config's grid overrides; --pooling alone narrows the grid to that pooling."""
         base, g = PRESETS[self.protocol_preset], self.grid
         poolings = g.poolings if g.poolings is not None else [self.pooling] if self.pooling else base.poolings
-        return ProbeGrid(tuple(g.lrs) if g.lrs is not None else base.lrs, tuple(g.cs) if g.cs is not None else base.cs,
-                         tuple(poolings), g.probe or base.probe)
+        return ProbeGrid(
+            tuple(g.lrs) if g.lrs is not None else base.lrs,
+            tuple(g.cs) if g.cs is not None else base.cs,
+            tuple(poolings),
+            g.probe or base.probe,
+        )
 
 
 def display_name(spec: str) -> str:
@@ -136,7 +147,8 @@ def display_name(spec: str) -> str:
 
 
 def run_bench(encoders: Sequence[str | EncoderEntry], tasks: Sequence[str] | str, out: str | Path, **options) -> dict:
-    """Benchmark ``encoders`` (encoder registry specs, or EncoderEntry(spec, name)) on ``tasks`` (names, 'all', 'synthus', or
+    """Benchmark ``encoders`` (encoder registry specs, or EncoderEntry(spec, name)) on ``tasks`` (names, 'all',
+    'synthus', or
     folders); write the report to ``out``.
 
     ``options`` are BenchConfig fields, e.g. data_root, protocols=["linear", "fewshot", "robust", "knn", "finetune"],
@@ -162,14 +174,27 @@ def run_config(cfg: BenchConfig) -> dict:
         if set(cfg.protocols) - set(seg) - {"fewshot"}:  # fewshot with seg: the seg probes' label fractions
             raise ConfigError("--protocol: seg protocols run on segmentation tasks; run classification protocols apart")
         fractions = cfg.fractions if "fewshot" in cfg.protocols else [1.0]
-        return run_seg([e.spec for e in cfg.encoders], cfg.tasks, cfg.out, seg, cfg.seeds, tuple(fractions), cfg.data_root, cfg.cache,
-                       cfg.device, cfg.val_seed, cfg.val_fraction, cfg.batch_size)
+        return run_seg(
+            [e.spec for e in cfg.encoders],
+            cfg.tasks,
+            cfg.out,
+            seg,
+            cfg.seeds,
+            tuple(fractions),
+            cfg.data_root,
+            cfg.cache,
+            cfg.device,
+            cfg.val_seed,
+            cfg.val_fraction,
+            cfg.batch_size,
+        )
 
 
 def _run(cfg: BenchConfig) -> dict:
     start, out = time.perf_counter(), Path(cfg.out)
-    loaded = [load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction, cfg.allow_incomplete_tasks)
-              for t in cfg.tasks]  # data faults first
+    loaded = [
+        load_task(t, cfg.data_root, cfg.val_seed, cfg.val_fraction, cfg.allow_incomplete_tasks) for t in cfg.tasks
+    ]  # data faults first
     for t in loaded:
         if t.warning:
             print(f"warning: {t.warning}; scored anyway ({ALLOW_FLAG}), marked in the report")
@@ -183,27 +208,51 @@ def _run(cfg: BenchConfig) -> dict:
     for entry in cfg.encoders:
         enc = registry.load(entry.spec).to(device)
         pooling = cfg.pooling or enc.pooling
-        enc_info[entry.name] = {"spec": entry.spec, "fingerprint": enc.fingerprint, "weights_sha256": enc.weights_sha256,
-                                "img_size": enc.img_size, "in_chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
-                                "pooling": pooling, "grid_poolings": grid.poolings_for(enc.poolings, pooling)}
+        enc_info[entry.name] = {
+            "spec": entry.spec,
+            "fingerprint": enc.fingerprint,
+            "weights_sha256": enc.weights_sha256,
+            "img_size": enc.img_size,
+            "in_chans": enc.in_chans,
+            "mean": enc.mean,
+            "std": enc.std,
+            "pooling": pooling,
+            "grid_poolings": grid.poolings_for(enc.poolings, pooling),
+        }
         for task in loaded:
-            tag = {"encoder": entry.name, "task": task.name, "weights_fingerprint": enc.fingerprint,
-                   "split_hash": task.split_hash}
+            tag = {
+                "encoder": entry.name,
+                "task": task.name,
+                "weights_fingerprint": enc.fingerprint,
+                "split_hash": task.split_hash,
+            }
             tag |= {"task_warning": task.warning} if task.warning else {}
             rows += [tag | r for r in _evaluate(cfg, cache, enc, task, pooling)]
             embeddings[(entry.name, task.name)] = _tsne(cfg, cache, enc, task, pooling)
     rows, preds = split_predictions(rows)
-    stats = annotate(rows, preds, {t.name: t.labels("test") for t in loaded}, {t.name: t.n_classes for t in loaded},
-                     cfg.resamples)
-    results = {"provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2)},
-               "config": bench_config_dict(cfg), "protocol": {"preset": cfg.protocol_preset,
-                                                              "grid": dataclasses.asdict(grid)},
-               "encoders": enc_info,
-               "tasks": {t.name: {"source": src, "folder": str(t.folder.resolve()), "n_classes": t.n_classes,
-                                  "sizes": t.sizes(), "split_hash": t.split_hash, "version": t.version, "warning": t.warning,
-                                  "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes)}
-                         for t, src in zip(loaded, cfg.tasks)},
-               "rows": rows} | stats
+    stats = annotate(
+        rows, preds, {t.name: t.labels("test") for t in loaded}, {t.name: t.n_classes for t in loaded}, cfg.resamples
+    )
+    results = {
+        "provenance": provenance() | {"seconds": round(time.perf_counter() - start, 2)},
+        "config": bench_config_dict(cfg),
+        "protocol": {"preset": cfg.protocol_preset, "grid": dataclasses.asdict(grid)},
+        "encoders": enc_info,
+        "tasks": {
+            t.name: {
+                "source": src,
+                "folder": str(t.folder.resolve()),
+                "n_classes": t.n_classes,
+                "sizes": t.sizes(),
+                "split_hash": t.split_hash,
+                "version": t.version,
+                "warning": t.warning,
+                "chance_macro_f1": chance_macro_f1(t.labels("test"), t.n_classes),
+            }
+            for t, src in zip(loaded, cfg.tasks)
+        },
+        "rows": rows,
+    } | stats
     results["provenance"]["cache"] = {"hits": cache.hits, "misses": cache.misses}
     write_report(out, results, embeddings)
     return results
@@ -216,17 +265,29 @@ def _evaluate(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, po
     if {"linear", "fewshot", "robust"} & set(cfg.protocols):
         grid = cfg.probe_grid()
         pools = grid.poolings_for(enc.poolings, pooling)
-        key = base | {"kind": "probe", "rows": ROWS_VERSION, "grid": dataclasses.asdict(grid), "poolings": pools,
-                      "seeds": cfg.seeds, "fractions": _fractions(cfg),
-                      "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)), "conditions": _conditions(cfg)}
+        key = base | {
+            "kind": "probe",
+            "rows": ROWS_VERSION,
+            "grid": dataclasses.asdict(grid),
+            "poolings": pools,
+            "seeds": cfg.seeds,
+            "fractions": _fractions(cfg),
+            "protocols": sorted({"linear", "fewshot", "robust"} & set(cfg.protocols)),
+            "conditions": _conditions(cfg),
+        }
         rows += cache.json(key, lambda: _probe_rows(cfg, cache, enc, task, pooling, grid, pools))
     if "knn" in cfg.protocols:
         rows += cache.json(base | {"kind": "knn", "k": cfg.knn_k}, lambda: _knn_rows(cfg, cache, enc, task, pooling))
     if "finetune" in cfg.protocols:
         for seed in range(cfg.finetune_seeds):
             key = base | {"kind": "finetune", "cfg": dataclasses.asdict(cfg.finetune), "seed": seed}
-            rows += cache.json(key, lambda: [{"protocol": "finetune", "seed": seed, "fraction": 1.0, "lr": cfg.finetune.lr,
-                                              "pooling": pooling} | finetune(enc, task, seed, pooling, cfg.finetune, cfg.workers)])
+            rows += cache.json(
+                key,
+                lambda: [
+                    {"protocol": "finetune", "seed": seed, "fraction": 1.0, "lr": cfg.finetune.lr, "pooling": pooling}
+                    | finetune(enc, task, seed, pooling, cfg.finetune, cfg.workers)
+                ],
+            )
     return rows
 
 
@@ -238,13 +299,21 @@ def _conditions(cfg: BenchConfig) -> list[tuple[str, int]]:
     return conditions(tuple(cfg.corruptions), tuple(cfg.severities)) if "robust" in cfg.protocols else []
 
 
-def _features(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str, split: str,
-              corruption: tuple[str, int] | None = None) -> torch.Tensor:
+def _features(
+    cfg: BenchConfig,
+    cache: Cache,
+    enc: FrozenEncoder,
+    task: Task,
+    pooling: str,
+    split: str,
+    corruption: tuple[str, int] | None = None,
+) -> torch.Tensor:
     return task_features(cache, enc, task, split, pooling, corruption, cfg.batch_size, cfg.workers)
 
 
-def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str, grid: ProbeGrid,
-                pools: list[str]) -> list[dict]:
+def _probe_rows(
+    cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str, grid: ProbeGrid, pools: list[str]
+) -> list[dict]:
     """Linear, few-shot and robustness rows from one grid sweep; selection reads validation only. Each row carries
     its head's per-image test predictions (``pred``), for the CIs and paired tests."""
     x = {s: {p: _features(cfg, cache, enc, task, p, s) for p in pools} for s in ("train", "val")}
@@ -259,11 +328,25 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, 
     rank = effective_rank(_features(cfg, cache, enc, task, pooling, "train"))  # of the encoder's own pooling
     for i, sc, pr in zip(chosen, scores(y_test, proba, task.n_classes), proba.argmax(-1)):
         pool, h = probes.heads[i]
-        row = {"seed": h.seed, "fraction": h.fraction, "lr": h.lr, "pooling": pool, "val_macro_f1": probes.val_f1[i],
-               "best_epoch": probes.best_epoch[i]} | sc | {"pred": pr.tolist()}
+        row = (
+            {
+                "seed": h.seed,
+                "fraction": h.fraction,
+                "lr": h.lr,
+                "pooling": pool,
+                "val_macro_f1": probes.val_f1[i],
+                "best_epoch": probes.best_epoch[i],
+            }
+            | sc
+            | {"pred": pr.tolist()}
+        )
         if h.fraction == 1.0:
             clean[h.seed] = row["macro_f1"]
-            rows += [row | {"protocol": "linear", "effective_rank": rank}] if {"linear", "robust"} & set(cfg.protocols) else []  # robust: the clean reference
+            rows += (
+                [row | {"protocol": "linear", "effective_rank": rank}]
+                if {"linear", "robust"} & set(cfg.protocols)
+                else []
+            )  # robust: the clean reference
         rows += [row | {"protocol": "fewshot"}] if "fewshot" in cfg.protocols else []
     full = [i for i in chosen if probes.heads[i][1].fraction == 1.0]
     full_pools = sorted({probes.heads[i][0] for i in full}, key=pools.index)
@@ -272,21 +355,38 @@ def _probe_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, 
         pc = probes.proba(xc, full).numpy()
         for i, sc, pr in zip(full, scores(y_test, pc, task.n_classes), pc.argmax(-1)):
             pool, h = probes.heads[i]
-            rows.append({"protocol": "robust", "seed": h.seed, "fraction": 1.0, "lr": h.lr, "pooling": pool, "corruption": c,
-                         "severity": s, "relative_drop": relative_drop(clean[h.seed], sc["macro_f1"])} | sc
-                        | {"pred": pr.tolist()})
+            rows.append(
+                {
+                    "protocol": "robust",
+                    "seed": h.seed,
+                    "fraction": 1.0,
+                    "lr": h.lr,
+                    "pooling": pool,
+                    "corruption": c,
+                    "severity": s,
+                    "relative_drop": relative_drop(clean[h.seed], sc["macro_f1"]),
+                }
+                | sc
+                | {"pred": pr.tolist()}
+            )
     return rows
 
 
 def _knn_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> list[dict]:
     x = {s: _features(cfg, cache, enc, task, pooling, s).numpy() for s in ("train", "test")}
     proba = knn_proba(x["train"], task.labels("train"), x["test"], task.n_classes, cfg.knn_k)
-    return [{"protocol": "knn", "seed": 0, "fraction": 1.0, "pooling": pooling}
-            | scores(task.labels("test"), proba[None], task.n_classes)[0] | {"pred": proba.argmax(1).tolist()}]
+    return [
+        {"protocol": "knn", "seed": 0, "fraction": 1.0, "pooling": pooling}
+        | scores(task.labels("test"), proba[None], task.n_classes)[0]
+        | {"pred": proba.argmax(1).tolist()}
+    ]
 
 
-def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> tuple[np.ndarray, np.ndarray]:
+def _tsne(
+    cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str
+) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE of (up to tsne_points) clean test features, cached."""
+
     def compute() -> dict[str, torch.Tensor]:
         x, y = _features(cfg, cache, enc, task, pooling, "test").numpy(), task.labels("test")
         keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
@@ -294,43 +394,75 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, poolin
         method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
         if len(keep) < 3:  # t-SNE needs perplexity < points: one or two test images are drawn at the origin
             return {"xy": torch.zeros(len(keep), 2), "y": torch.from_numpy(y[keep])}
-        xy = TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS,
-                  random_state=0).fit_transform(x[keep])
+        xy = TSNE(
+            2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS, random_state=0
+        ).fit_transform(x[keep])
         return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
 
-    out = cache.tensors({"kind": "tsne", "features": feature_key(enc, task, "test", pooling, None), "n": cfg.tsne_points,
-                         "iters": TSNE_ITERS},
-                        compute)
+    out = cache.tensors(
+        {
+            "kind": "tsne",
+            "features": feature_key(enc, task, "test", pooling, None),
+            "n": cfg.tsne_points,
+            "iters": TSNE_ITERS,
+        },
+        compute,
+    )
     return out["xy"].numpy(), out["y"].numpy()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="a bench YAML (encoders with display names, tasks, protocols, seeds, grid, ...); "
-                                    "the flags below override it")
+    p.add_argument(
+        "--config",
+        help="a bench YAML (encoders with display names, tasks, protocols, seeds, grid, ...); "
+        "the flags below override it",
+    )
     p.add_argument("--encoders", help=f"comma-separated specs; {registry.help_text()}")
     p.add_argument("--tasks", help="'all' (the paper's 8; the default), 'synthus', or comma-separated names/folders")
     p.add_argument("--protocol", help=f"comma-separated: {','.join(PROTOCOLS)} (default linear)")
-    p.add_argument("--protocol-preset", choices=tuple(PRESETS), help="grid (the default: learning rates x poolings, "
-                   "chosen per seed on validation) or paper (the paper's protocol: one lr, the encoder's pooling)")
+    p.add_argument(
+        "--protocol-preset",
+        choices=tuple(PRESETS),
+        help="grid (the default: learning rates x poolings, "
+        "chosen per seed on validation) or paper (the paper's protocol: one lr, the encoder's pooling)",
+    )
     p.add_argument("--data-root", help="folder holding the UltraBench / SynthUS task folders")
     p.add_argument("--out", help="output folder (default bench_out)")
     p.add_argument("--seeds", type=int, help="probe seeds (default 5)")
     p.add_argument("--fractions", help="few-shot label fractions (default 0.01,0.05,0.1,0.5,1.0)")
-    p.add_argument("--lrs", help="probe learning rates, replacing the preset's (several: chosen per seed on validation)")
-    p.add_argument("--pooling", help="cls, mean, cls+mean, last4 or head: for every protocol, and the probe grid's only "
-                                     "pooling (default: each encoder's own; the grid preset tries several)")
+    p.add_argument(
+        "--lrs", help="probe learning rates, replacing the preset's (several: chosen per seed on validation)"
+    )
+    p.add_argument(
+        "--pooling",
+        help="cls, mean, cls+mean, last4 or head: for every protocol, and the probe grid's only "
+        "pooling (default: each encoder's own; the grid preset tries several)",
+    )
     p.add_argument("--workers", type=int, help="data-loading worker processes (default 0)")
-    p.add_argument("--threads", type=int, help="torch threads for the encoders (0, the default: one per core; on a "
-                                               "CPU shared with other jobs, 1 is often faster)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
-                   help="where the encoders and probes run (auto, the default: a GPU when there is one)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for the encoders (0, the default: one per core; on a "
+        "CPU shared with other jobs, 1 is often faster)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        help="where the encoders and probes run (auto, the default: a GPU when there is one)",
+    )
     p.add_argument("--cache", help="cache folder (default OUT/cache)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything")
     p.add_argument("--finetune-epochs", type=int, help=f"default {FinetuneConfig.epochs}")
-    p.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose splits lack a class (an error otherwise); "
-                                                        "their rows are marked in the report")
-    p.add_argument("--verify", metavar="RESULTS", help="re-hash the inputs recorded in RESULTS (results.json) and "
-                                                       "say whether they changed; runs nothing else")
+    p.add_argument(
+        ALLOW_FLAG,
+        action="store_true",
+        help="score tasks whose splits lack a class (an error otherwise); their rows are marked in the report",
+    )
+    p.add_argument(
+        "--verify",
+        metavar="RESULTS",
+        help="re-hash the inputs recorded in RESULTS (results.json) and say whether they changed; runs nothing else",
+    )
 
 
 def _split(text: str) -> list[str]:
@@ -340,10 +472,20 @@ def _split(text: str) -> list[str]:
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     """The bench YAML (if any) with the command-line flags on top, checked as one typed BenchConfig."""
     tree = load_tree(args.config) if args.config else {}
-    flags = {"encoders": args.encoders and _split(args.encoders), "protocols": args.protocol and _split(args.protocol),
-             "protocol_preset": args.protocol_preset, "data_root": args.data_root, "out": args.out, "seeds": args.seeds,
-             "fractions": args.fractions and numbers(args.fractions, "--fractions"), "pooling": args.pooling,
-             "workers": args.workers, "threads": args.threads, "device": args.device, "cache": args.cache}
+    flags = {
+        "encoders": args.encoders and _split(args.encoders),
+        "protocols": args.protocol and _split(args.protocol),
+        "protocol_preset": args.protocol_preset,
+        "data_root": args.data_root,
+        "out": args.out,
+        "seeds": args.seeds,
+        "fractions": args.fractions and numbers(args.fractions, "--fractions"),
+        "pooling": args.pooling,
+        "workers": args.workers,
+        "threads": args.threads,
+        "device": args.device,
+        "cache": args.cache,
+    }
     tree |= {k: v for k, v in flags.items() if v is not None}
     if args.tasks or "tasks" not in tree:
         tree["tasks"] = args.tasks or "all"
@@ -379,7 +521,9 @@ def numbers(text: str, flag: str) -> list[float]:
         return [float(v) for v in text.split(",")]
     except ValueError:
         bad = next(v for v in text.split(",") if not _is_number(v))
-        raise ConfigError(f"{flag}: {bad!r} is not a number (expected a comma-separated list, e.g. 0.1,0.5,1.0)") from None
+        raise ConfigError(
+            f"{flag}: {bad!r} is not a number (expected a comma-separated list, e.g. 0.1,0.5,1.0)"
+        ) from None
 
 
 def _is_number(v: str) -> bool:
@@ -400,6 +544,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     results = run_config(cfg)
     cache = results["provenance"]["cache"]
-    print(f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "
-          f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(cfg.out) / 'report.html'}")
+    print(
+        f"{len(results['rows'])} results in {time.perf_counter() - start:.2f} s, report included (cache: "
+        f"{cache['hits']} hits, {cache['misses']} misses) -> {Path(cfg.out) / 'report.html'}"
+    )
     return 0

@@ -5,6 +5,7 @@ Pixels outside the scan region count for neither prediction nor ground truth. A 
 prediction and ground truth of an image has no score there (NaN); the image means skip it. HD95 is NaN
 when either side is empty for that class (no boundary to measure), counted by the caller.
 """
+
 from __future__ import annotations
 
 import numpy as np

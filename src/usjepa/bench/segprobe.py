@@ -7,6 +7,7 @@ it and the 3 stages before it, resampled to its grid). Maps are cached per encod
 float16 grids. Training: AdamW, cross-entropy inside the scan region plus an optional soft Dice loss; the epoch
 with the best validation mean Dice is kept, with patience. Test images only meet the kept weights.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,19 +57,35 @@ def patch_grid(enc: FrozenEncoder, x: torch.Tensor, variant: str) -> torch.Tenso
     """[B, D, h, w] map(s) of a normalised batch, concatenated over the variant's layers on the first one's grid."""
     maps = [enc.patch_map(x, layer) for layer in layers(enc, variant)]
     size = maps[0].shape[-2:]
-    return torch.cat([m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-                      for m in maps], 1)
+    return torch.cat(
+        [
+            m if m.shape[-2:] == size else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+            for m in maps
+        ],
+        1,
+    )
 
 
 def grid_key(enc: FrozenEncoder, task: SegTask, split: str, variant: str) -> dict:
-    return {"v": FEATURES_VERSION, "kind": "seg-grid", "encoder": enc.fingerprint, "split_hash": task.split_hash,
-            "split": split, "size": enc.img_size, "chans": enc.in_chans, "mean": enc.mean, "std": enc.std,
-            "layers": layers(enc, variant)}
+    return {
+        "v": FEATURES_VERSION,
+        "kind": "seg-grid",
+        "encoder": enc.fingerprint,
+        "split_hash": task.split_hash,
+        "split": split,
+        "size": enc.img_size,
+        "chans": enc.in_chans,
+        "mean": enc.mean,
+        "std": enc.std,
+        "layers": layers(enc, variant),
+    }
 
 
-def seg_features(cache: Cache, enc: FrozenEncoder, task: SegTask, split: str, variant: str,
-                 batch_size: int = 32) -> torch.Tensor:
+def seg_features(
+    cache: Cache, enc: FrozenEncoder, task: SegTask, split: str, variant: str, batch_size: int = 32
+) -> torch.Tensor:
     """Cached float16 grids [N, D, h, w] of one split."""
+
     def compute() -> dict[str, torch.Tensor]:
         out = []
         with torch.inference_mode():
@@ -105,12 +122,17 @@ class SegProbe:
 
     def predict(self, x: torch.Tensor, size: int, batch_size: int = 64) -> torch.Tensor:
         with torch.no_grad():
-            return torch.cat([self.logits(x[i:i + batch_size], size).argmax(1).to(torch.uint8)
-                              for i in range(0, len(x), batch_size)])
+            return torch.cat(
+                [
+                    self.logits(x[i : i + batch_size], size).argmax(1).to(torch.uint8)
+                    for i in range(0, len(x), batch_size)
+                ]
+            )
 
 
-def _logits(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            size: int) -> torch.Tensor:
+def _logits(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, size: int
+) -> torch.Tensor:
     xs = (x.float() - mean[:, None, None]) / std[:, None, None]
     z = torch.einsum("bdhw,cd->bchw", xs, weight) + bias[:, None, None]
     return F.interpolate(z, size=(size, size), mode="bilinear", align_corners=False)
@@ -130,15 +152,32 @@ def mean_dice(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> float:
     return float(per_image.mean())
 
 
-def fit(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
-        seed: int, cfg: SegConfig, fraction: float = 1.0) -> SegProbe:
+def fit(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    n_classes: int,
+    seed: int,
+    cfg: SegConfig,
+    fraction: float = 1.0,
+) -> SegProbe:
     """The head of the learning rate (of ``cfg.lrs``) with the best validation mean Dice (the first on ties)."""
     probes = [_fit_lr(x_train, y_train, x_val, y_val, n_classes, seed, cfg, fraction, lr) for lr in cfg.lrs]
     return max(probes, key=lambda p: p.val_mean_dice)
 
 
-def _fit_lr(x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, n_classes: int,
-            seed: int, cfg: SegConfig, fraction: float, lr: float) -> SegProbe:
+def _fit_lr(
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_val: torch.Tensor,
+    y_val: torch.Tensor,
+    n_classes: int,
+    seed: int,
+    cfg: SegConfig,
+    fraction: float,
+    lr: float,
+) -> SegProbe:
     """One head: seeded init, subset (a seeded fraction of the training images) and batch order."""
     g = torch.Generator().manual_seed(seed)
     keep = torch.randperm(len(x_train), generator=g)[: max(1, round(fraction * len(x_train)))].sort().values

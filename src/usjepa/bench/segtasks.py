@@ -6,6 +6,7 @@ without one a mask is binary (0 background, 1 the kind; 255 read as 1, as for sc
 checked against its image (same size) and its class indices (in range); errors name the file. The validation
 split is the release's own or a seeded patient-grouped fraction of ``train_val``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,8 +50,9 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     return name, kind or None
 
 
-def load_seg_task(spec: str, data_root: str | Path | None = None, val_seed: int = 0,
-                  val_fraction: float = 0.1) -> SegTask:
+def load_seg_task(
+    spec: str, data_root: str | Path | None = None, val_seed: int = 0, val_fraction: float = 0.1
+) -> SegTask:
     name, kind = parse_spec(spec)
     if name in SEGMENTATION:
         if data_root is None:
@@ -59,8 +61,10 @@ def load_seg_task(spec: str, data_root: str | Path | None = None, val_seed: int 
     else:
         folder = Path(name)
         if not folder.is_dir():
-            raise DataError(f"segmentation task '{name}': not a known task ({', '.join(SEGMENTATION)}) and no "
-                            f"folder {folder.resolve()}")
+            raise DataError(
+                f"segmentation task '{name}': not a known task ({', '.join(SEGMENTATION)}) and no "
+                f"folder {folder.resolve()}"
+            )
     raw = load_ultrabench(folder)
     kind = kind or _kind(folder, raw)
     names = _class_names(folder, kind)
@@ -131,8 +135,10 @@ def group_split(records: list[Record], fraction: float, seed: int) -> tuple[list
     """Seeded (train, val) split of train_val, each patient / video on one side."""
     groups = sorted({r.group if r.group is not None else f"#{i}" for i, r in enumerate(records)})
     if len(groups) < 2:
-        raise DataError(f"{records[0].meta.get('file', 'train_val.json')}: too few groups ({len(groups)}) to hold out "
-                        f"a validation split")
+        raise DataError(
+            f"{records[0].meta.get('file', 'train_val.json')}: too few groups ({len(groups)}) to hold out "
+            f"a validation split"
+        )
     order = np.random.default_rng(seed).permutation(len(groups))
     val = {groups[i] for i in order[: max(1, round(fraction * len(groups)))]}
     is_val = [(r.group if r.group is not None else f"#{i}") in val for i, r in enumerate(records)]
@@ -154,17 +160,30 @@ def check_mask(r: Record, n_classes: int) -> None:
     m = read_class_mask(r.meta["mask"], n_classes)
     img = read_image(r.image)
     if m.shape != img.shape[:2]:
-        raise DataError(f"{r.meta['mask']}: mask is {m.shape[1]}x{m.shape[0]} but its image {r.image} is "
-                        f"{img.shape[1]}x{img.shape[0]}")
+        raise DataError(
+            f"{r.meta['mask']}: mask is {m.shape[1]}x{m.shape[0]} but its image {r.image} is "
+            f"{img.shape[1]}x{img.shape[0]}"
+        )
     if m.max() >= n_classes:
         bad = sorted(int(v) for v in np.unique(m) if v >= n_classes)
-        raise DataError(f"{r.meta['mask']}: class index {bad[0]} out of range (the task has {n_classes} classes, "
-                        f"indices 0..{n_classes - 1}; found {bad})")
+        raise DataError(
+            f"{r.meta['mask']}: class index {bad[0]} out of range (the task has {n_classes} classes, "
+            f"indices 0..{n_classes - 1}; found {bad})"
+        )
 
 
 def _split_hash(folder: Path, splits: dict[str, list[Record]]) -> str:
-    content = {s: [[str(r.image.relative_to(folder)), file_sha256(r.image), r.group, file_sha256(r.meta["mask"]),
-                    None if r.scan_mask is None else file_sha256(r.scan_mask)] for r in recs]
-               for s, recs in splits.items()}
+    content = {
+        s: [
+            [
+                str(r.image.relative_to(folder)),
+                file_sha256(r.image),
+                r.group,
+                file_sha256(r.meta["mask"]),
+                None if r.scan_mask is None else file_sha256(r.scan_mask),
+            ]
+            for r in recs
+        ]
+        for s, recs in splits.items()
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
-

@@ -4,6 +4,7 @@ Each task resolves to train / val / test record lists. The validation split is t
 ``validation.json`` or, for the newer layout, a seeded stratified split of ``train_val`` grouped by
 patient or video. An image in both training and test (same bytes) is an error.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,9 +21,14 @@ from usjepa.weights import file_sha256
 
 # name -> (classes, train / val / test sizes in the paper)
 PAPER_TASKS = {
-    "aul": (3, (529, 59, 147)), "busbra": (2, (765, 86, 213)), "butterfly": (9, (28053, 6272, 6751)),
-    "fatty_liver": (2, (390, 50, 110)), "gbcu": (3, (1019, 114, 122)), "mmotu": (8, (800, 200, 469)),
-    "pocus": (3, (1444, 177, 443)), "tn5000": (2, (3500, 500, 1000)),
+    "aul": (3, (529, 59, 147)),
+    "busbra": (2, (765, 86, 213)),
+    "butterfly": (9, (28053, 6272, 6751)),
+    "fatty_liver": (2, (390, 50, 110)),
+    "gbcu": (3, (1019, 114, 122)),
+    "mmotu": (8, (800, 200, 469)),
+    "pocus": (3, (1444, 177, 443)),
+    "tn5000": (2, (3500, 500, 1000)),
 }
 SYNTHUS_TASKS = ("synthus_lesion", "synthus_organ", "synthus_fatty", "synthus_lung", "synthus_texture")
 SPLITS = ("train", "val", "test")
@@ -70,8 +76,13 @@ def task_folder(name: str, data_root: str | Path | None) -> Path:
 ALLOW_FLAG = "--allow-incomplete-tasks"
 
 
-def load_task(name: str, data_root: str | Path | None = None, val_seed: int = 0, val_fraction: float = 0.1,
-              allow_incomplete: bool = False) -> Task:
+def load_task(
+    name: str,
+    data_root: str | Path | None = None,
+    val_seed: int = 0,
+    val_fraction: float = 0.1,
+    allow_incomplete: bool = False,
+) -> Task:
     """A task's splits, checked: labels in range, no train/test leak, and every class in every split (a probe
     cannot learn, be selected on or be scored on a class a split lacks). ``allow_incomplete`` turns a missing
     class into ``Task.warning`` instead of an error."""
@@ -83,17 +94,22 @@ def load_task(name: str, data_root: str | Path | None = None, val_seed: int = 0,
         raise DataError(f"task '{label}': {', '.join(empty)} in {folder} hold(s) no entries")
     n_classes = _check_labels(label, raw)
     try:
-        splits = {"train": raw["train"], "val": raw["validation"], "test": raw["test"]} if "validation" in raw \
+        splits = (
+            {"train": raw["train"], "val": raw["validation"], "test": raw["test"]}
+            if "validation" in raw
             else dict(zip(("train", "val"), val_split(raw["train_val"], val_fraction, val_seed)), test=raw["test"])
+        )
     except DataError as e:
         raise DataError(f"task '{label}': {e}") from None
     hashes = {s: [file_sha256(r.image) for r in recs] for s, recs in splits.items()}
     _check_leak(label, splits, hashes)
     warning = _check_classes(label, splits, n_classes)
     if warning and not allow_incomplete:
-        raise DataError(f"{warning}; its macro-F1 would mislead. Give it more images per class (a SynthUS task: "
-                        f"usjepa simulate --n-per-task 200 or more), or pass {ALLOW_FLAG} to score it anyway, "
-                        "marked in the report")
+        raise DataError(
+            f"{warning}; its macro-F1 would mislead. Give it more images per class (a SynthUS task: "
+            f"usjepa simulate --n-per-task 200 or more), or pass {ALLOW_FLAG} to score it anyway, "
+            "marked in the report"
+        )
     return Task(label, folder, n_classes, splits, _split_hash(folder, splits, hashes), dataset_version(folder), warning)
 
 
@@ -101,8 +117,10 @@ def _check_classes(name: str, splits: dict[str, list[Record]], n_classes: int) -
     """None when every split holds every class; else what is missing, with the images per class of each split."""
     counts = {s: np.bincount([r.label for r in recs], minlength=n_classes).tolist() for s, recs in splits.items()}
     if n_classes < 2:
-        raise DataError(f"task '{name}': only one class (label 0) in its training split; a classification task needs "
-                        f"at least 2 (images per class: {counts})")
+        raise DataError(
+            f"task '{name}': only one class (label 0) in its training split; a classification task needs "
+            f"at least 2 (images per class: {counts})"
+        )
     missing = {s: [k for k, n in enumerate(c) if n == 0] for s, c in counts.items()}
     lacking = [f"the {s} split lacks class(es) {m}" for s, m in missing.items() if m]
     return f"task '{name}': {'; '.join(lacking)} (images per class: {counts})" if lacking else None
@@ -114,7 +132,10 @@ def val_split(records: list[Record], fraction: float, seed: int) -> tuple[list[R
     groups = np.array([r.group if r.group is not None else f"#{i}" for i, r in enumerate(records)])
     n_splits = min(round(1 / fraction), len(set(groups)))
     if n_splits < 2:
-        raise DataError(f"{records[0].meta.get('file', 'train_val.json')}: too few groups ({len(set(groups))}) to hold out a validation split")
+        raise DataError(
+            f"{records[0].meta.get('file', 'train_val.json')}: too few groups ({len(set(groups))}) to hold out a "
+            "validation split"
+        )
     fold = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     tr, va = next(fold.split(np.zeros(len(y)), y, groups))
     return [records[i] for i in tr], [records[i] for i in va]
@@ -128,8 +149,10 @@ def _check_labels(name: str, splits: dict[str, list[Record]]) -> int:
     for recs in splits.values():
         for r in recs:
             if r.label >= n_classes:
-                raise DataError(f"task '{name}': {r.meta['file']} entry {r.meta['index']}: label {r.label} out of range "
-                                f"(task has {n_classes} classes, labels 0..{n_classes - 1})")
+                raise DataError(
+                    f"task '{name}': {r.meta['file']} entry {r.meta['index']}: label {r.label} out of range "
+                    f"(task has {n_classes} classes, labels 0..{n_classes - 1})"
+                )
     return n_classes
 
 
@@ -137,12 +160,24 @@ def _check_leak(name: str, splits: dict[str, list[Record]], hashes: dict[str, li
     seen = {h: r for s in ("train", "val") for h, r in zip(hashes[s], splits[s])}
     for h, r in zip(hashes["test"], splits["test"]):
         if h in seen:
-            raise DataError(f"task '{name}': train/test leak: test image {r.image} has the same bytes as "
-                            f"training image {seen[h].image}")
+            raise DataError(
+                f"task '{name}': train/test leak: test image {r.image} has the same bytes as "
+                f"training image {seen[h].image}"
+            )
 
 
 def _split_hash(folder: Path, splits: dict[str, list[Record]], hashes: dict[str, list[str]]) -> str:
-    content = {s: [[str(r.image.relative_to(folder)), h, r.label, r.group,
-                    None if r.scan_mask is None else file_sha256(r.scan_mask)]
-                   for r, h in zip(splits[s], hashes[s])] for s in SPLITS}
+    content = {
+        s: [
+            [
+                str(r.image.relative_to(folder)),
+                h,
+                r.label,
+                r.group,
+                None if r.scan_mask is None else file_sha256(r.scan_mask),
+            ]
+            for r, h in zip(splits[s], hashes[s])
+        ]
+        for s in SPLITS
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()

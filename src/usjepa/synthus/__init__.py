@@ -4,5 +4,15 @@ anatomy, morphology and texture (tasks), the UltraBench-layout writer (writer) a
 from usjepa.synthus.tasks import CORPUS, MASKS, SEGMENTATION, TASKS, Item, items, render
 from usjepa.synthus.writer import write_preview, write_suite, write_task
 
-__all__ = ["CORPUS", "MASKS", "SEGMENTATION", "TASKS", "Item", "items", "render", "write_preview", "write_suite",
-           "write_task"]
+__all__ = [
+    "CORPUS",
+    "MASKS",
+    "SEGMENTATION",
+    "TASKS",
+    "Item",
+    "items",
+    "render",
+    "write_preview",
+    "write_suite",
+    "write_task",
+]

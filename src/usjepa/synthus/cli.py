@@ -19,14 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--corpus", type=int, default=10_000, help="unlabelled corpus images (default 10000; 0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--tasks", nargs="+", metavar="TASK",
-                        help=f"subset of: {' '.join([*TASKS, *SEGMENTATION])} (default: all)")
+    parser.add_argument(
+        "--tasks", nargs="+", metavar="TASK", help=f"subset of: {' '.join([*TASKS, *SEGMENTATION])} (default: all)"
+    )
     parser.add_argument("--preview", action="store_true", help="also write a contact sheet to <out>/preview.png")
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag, value, low in (("--n-per-task", args.n_per_task, 1), ("--corpus", args.corpus, 0),
-                             ("--workers", args.workers, 0)):
+    for flag, value, low in (
+        ("--n-per-task", args.n_per_task, 1),
+        ("--corpus", args.corpus, 0),
+        ("--workers", args.workers, 0),
+    ):
         if value < low:
             raise ConfigError(f"{flag} must be >= {low}, got {value}")
     out_dir(args.out)
@@ -35,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     folders = write_suite(args.out, args.img_size, args.n_per_task, args.corpus, args.seed, args.workers, tasks)
     for task, folder in folders.items():
         print(f"{task}: {len(list((folder / 'images').iterdir()))} images → {folder}")
-    print(f"wrote {sum(len(list((f / 'images').iterdir())) for f in folders.values())} images in "
-          f"{time.perf_counter() - t0:.1f} s with {args.workers} worker(s)")
+    print(
+        f"wrote {sum(len(list((f / 'images').iterdir())) for f in folders.values())} images in "
+        f"{time.perf_counter() - t0:.1f} s with {args.workers} worker(s)"
+    )
     if args.preview:
         print(f"preview → {write_preview(Path(args.out) / 'preview.png', max(args.img_size, 128), args.seed)}")
     return 0

@@ -28,8 +28,15 @@ class Canvas:
     ignored, so one preset serves tasks with and without masks.
     """
 
-    def __init__(self, grid: BeamGrid, depth: float, shift: float = 0.0, zoom: float = 1.0, flip: bool = False,
-                 classes: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        grid: BeamGrid,
+        depth: float,
+        shift: float = 0.0,
+        zoom: float = 1.0,
+        flip: bool = False,
+        classes: tuple[str, ...] = (),
+    ) -> None:
         self.u = grid.z / np.float32(depth * zoom)
         self.v = (grid.x / np.float32(depth) - np.float32(shift)) / np.float32(zoom) * np.float32(-1 if flip else 1)
         self.line = np.broadcast_to(grid.line.astype(np.float32), self.u.shape)
@@ -78,8 +85,16 @@ def _interp_matrix(n: int, m: int) -> np.ndarray:
 # ---- shapes: soft weights in [0, 1] over the canvas coordinates ----
 
 
-def ellipse(cv: Canvas, cu: float, cvv: float, ru: float, rv: float, angle: float = 0.0, edge: float = 0.01,
-            margin: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def ellipse(
+    cv: Canvas,
+    cu: float,
+    cvv: float,
+    ru: float,
+    rv: float,
+    angle: float = 0.0,
+    edge: float = 0.01,
+    margin: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
     """Inside of an ellipse centred (cu, cvv) with radii ru (depth) and rv (lateral); margin = (harmonic
     amplitudes, phases) makes the border irregular: radius × (1 + Σ_k a_k cos((k + 2)φ + φ_k))."""
     du, dv = cv.u - cu, cv.v - cvv
@@ -187,8 +202,17 @@ def body_wall(pr: Generator, depth_cm: float, fat_cm: tuple[float, float] = (0.3
 
 def vessels(pr: Generator, n: int, region: tuple[float, float], bright_walls: float) -> Painter:
     """Tubular vessels cut obliquely: anechoic lumens, some with echogenic (portal) walls."""
-    spec = [(pr.uniform(*region), pr.uniform(-0.35, 0.35), pr.uniform(0.012, 0.03), pr.uniform(0.03, 0.09),
-             pr.uniform(-1, 1), pr.random() < 0.5) for _ in range(n)]
+    spec = [
+        (
+            pr.uniform(*region),
+            pr.uniform(-0.35, 0.35),
+            pr.uniform(0.012, 0.03),
+            pr.uniform(0.03, 0.09),
+            pr.uniform(-1, 1),
+            pr.random() < 0.5,
+        )
+        for _ in range(n)
+    ]
 
     def paint(cv: Canvas, ir: Generator) -> None:
         for cu, cvv, ru, rv, ang, portal in spec:
@@ -217,8 +241,14 @@ def liver(pr: Generator, depth_cm: float, fatty: float = 0.0) -> Anatomy:
     return Anatomy("liver", paint)
 
 
-def kidney(pr: Generator, depth_cm: float, at: Placement | None = None, liver_echo: float = 1.2,
-           liver_atten: float = 0.5, cortex: float = 0.8) -> Anatomy:
+def kidney(
+    pr: Generator,
+    depth_cm: float,
+    at: Placement | None = None,
+    liver_echo: float = 1.2,
+    liver_atten: float = 0.5,
+    cortex: float = 0.8,
+) -> Anatomy:
     """Hepatorenal view: liver above a kidney with capsule, cortex, medullary pyramids and a bright sinus, centred
     and sized by `at` (at.radius 0.2 keeps the patient's size) or by the patient. Marks 'liver' and 'kidney'."""
     wall, wall_bottom = body_wall(pr, depth_cm)
@@ -341,16 +371,23 @@ def muscle(pr: Generator, depth_cm: float) -> Anatomy:
 
 
 ORGANS: dict[str, Callable[[Generator, float], Anatomy]] = {
-    "liver": liver, "kidney": kidney, "bladder": bladder, "thyroid": thyroid,
-    "carotid": carotid, "heart": heart, "muscle": muscle,
+    "liver": liver,
+    "kidney": kidney,
+    "bladder": bladder,
+    "thyroid": thyroid,
+    "carotid": carotid,
+    "heart": heart,
+    "muscle": muscle,
 }
 
 
 def breast(pr: Generator, depth_cm: float) -> Anatomy:
     """Breast: skin, fat lobules with Cooper ligaments, fibroglandular tissue, pectoral muscle, rib."""
     fat_end, gland_end = pr.uniform(0.2, 0.3), pr.uniform(0.55, 0.65)
-    lobules = [(pr.uniform(0.06, fat_end), pr.uniform(-0.6, 0.6), pr.uniform(0.03, 0.06), pr.uniform(0.06, 0.12))
-               for _ in range(6)]
+    lobules = [
+        (pr.uniform(0.06, fat_end), pr.uniform(-0.6, 0.6), pr.uniform(0.03, 0.06), pr.uniform(0.06, 0.12))
+        for _ in range(6)
+    ]
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, -1, 0.04), 3.0)
@@ -385,7 +422,9 @@ def lesion(pr: Generator, kind: str, at: Placement) -> Painter:
         c = (at.u, at.v, ru, rv, ang)
         inside = ellipse(cv, *c, 0.006 if kind == "benign" else 0.015, margin)
         if kind == "malignant":
-            cv.paint(np.clip(ellipse(cv, c[0], c[1], c[2] + 0.025, c[3] + 0.025, ang, 0.02, margin) - inside, 0, 1), 2.0)
+            cv.paint(
+                np.clip(ellipse(cv, c[0], c[1], c[2] + 0.025, c[3] + 0.025, ang, 0.02, margin) - inside, 0, 1), 2.0
+            )
             cv.paint(inside, echo * cv.texture(ir, (20, 20), 0.7), atten)
             scatter_points(cv, ir, inside, n_calc, 60.0, atten)
         else:

@@ -1,4 +1,5 @@
-"""Physics-based B-mode simulator: scatterers → depth-varying PSF → attenuation + TGC → envelope → log → scan conversion.
+"""Physics-based B-mode simulator: scatterers → depth-varying PSF → attenuation + TGC → envelope → log →
+scan conversion.
 
 The simulation runs in the complex baseband (IQ) on a beam-space grid (depth along the beam × scan line).
 A Gaussian-modulated pulse at f0, demodulated by f0, is its Gaussian envelope; scatterers at random
@@ -6,6 +7,7 @@ sub-cell positions carry uniform phases exp(2i·k0·z), so a circular complex Ga
 (variance = local echogenicity) is fully developed speckle. The modulus of the filtered field is the
 analytic-signal (Hilbert) envelope of the RF line.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,23 +26,23 @@ DB_NEPER = math.log(10) / 20  # amplitude dB → nepers
 class ScanParams:
     """Acquisition parameters, SI units (attenuation in the clinical dB/(cm·MHz))."""
 
-    probe: str = "convex"        # linear | convex | phased
-    f0: float = 3.5e6            # centre frequency [Hz]
-    bandwidth: float = 0.6       # fractional −6 dB pulse-echo bandwidth
-    c: float = 1540.0            # speed of sound [m/s]
-    pitch: float = 3e-4          # element pitch [m]
-    n_active: int = 64           # elements in the active aperture
-    depth: float = 0.08          # imaging depth [m]
-    focus: float = 0.04          # transmit focal depth [m]
-    f_number_rx: float = 2.0     # receive F-number of dynamic receive focusing
-    rx_elements: int = 128       # largest receive aperture [elements]
-    width: float = 0.04          # field of view of a linear probe [m]
-    sector: float = 1.1          # sector angle of convex and phased probes [rad]
-    radius: float = 0.04         # convex radius of curvature; phased: virtual apex behind the face [m]
-    attenuation: float = 0.5     # tissue attenuation that the TGC compensates [dB/(cm·MHz)]
+    probe: str = "convex"  # linear | convex | phased
+    f0: float = 3.5e6  # centre frequency [Hz]
+    bandwidth: float = 0.6  # fractional −6 dB pulse-echo bandwidth
+    c: float = 1540.0  # speed of sound [m/s]
+    pitch: float = 3e-4  # element pitch [m]
+    n_active: int = 64  # elements in the active aperture
+    depth: float = 0.08  # imaging depth [m]
+    focus: float = 0.04  # transmit focal depth [m]
+    f_number_rx: float = 2.0  # receive F-number of dynamic receive focusing
+    rx_elements: int = 128  # largest receive aperture [elements]
+    width: float = 0.04  # field of view of a linear probe [m]
+    sector: float = 1.1  # sector angle of convex and phased probes [rad]
+    radius: float = 0.04  # convex radius of curvature; phased: virtual apex behind the face [m]
+    attenuation: float = 0.5  # tissue attenuation that the TGC compensates [dB/(cm·MHz)]
     dynamic_range: float = 60.0  # displayed dynamic range [dB]
-    gain: float = 0.0            # overall receive gain [dB]
-    noise: float = -45.0         # receiver noise power relative to unit-echogenicity tissue [dB]
+    gain: float = 0.0  # overall receive gain [dB]
+    noise: float = -45.0  # receiver noise power relative to unit-echogenicity tissue [dB]
 
     def __post_init__(self) -> None:
         if self.probe not in PROBES:
@@ -68,20 +70,20 @@ class ScanParams:
         """
         fwhm = 2 * math.sqrt(2 * math.log(2))
         f_tx = self.focus / self.aperture
-        dof = 7.0 * self.wavelength * f_tx ** 2
+        dof = 7.0 * self.wavelength * f_tx**2
         tx = self.wavelength * f_tx / fwhm * np.sqrt(1 + (2 * (d - self.focus) / dof) ** 2)
         rx = self.wavelength * np.maximum(self.f_number_rx, d / (self.rx_elements * self.pitch)) / fwhm
-        return 1 / np.sqrt(tx ** -2 + rx ** -2)
+        return 1 / np.sqrt(tx**-2 + rx**-2)
 
 
 @dataclass(frozen=True)
 class BeamGrid:
     """Beam-space sample positions: Cartesian x (lateral) and z (depth below the probe centre) per sample."""
 
-    x: np.ndarray        # (n_ax, n_lat) [m]
-    z: np.ndarray        # (n_ax, n_lat) [m]
-    line: np.ndarray     # (n_lat,) scan-line coordinate in [-0.5, 0.5]
-    depth: np.ndarray    # (n_ax,) distance along the beam [m]
+    x: np.ndarray  # (n_ax, n_lat) [m]
+    z: np.ndarray  # (n_ax, n_lat) [m]
+    line: np.ndarray  # (n_lat,) scan-line coordinate in [-0.5, 0.5]
+    depth: np.ndarray  # (n_ax,) distance along the beam [m]
     spacing: np.ndarray  # (n_ax,) lateral distance between neighbouring lines at that depth [m]
 
 
@@ -89,8 +91,8 @@ class BeamGrid:
 class Frame:
     """One simulated frame: display image in [0, 1], scan mask, optional label map, pre-log envelope."""
 
-    image: np.ndarray     # (H, W) float32, 0 outside the fan
-    mask: np.ndarray      # (H, W) bool scan region
+    image: np.ndarray  # (H, W) float32, 0 outside the fan
+    mask: np.ndarray  # (H, W) bool scan region
     label: np.ndarray | None  # (H, W) uint8 scan-converted label map
     envelope: np.ndarray  # (n_ax, n_lat) float32 beam-space envelope before log compression
     grid: BeamGrid
@@ -133,7 +135,7 @@ def _gaussian_transfer(sigma: np.ndarray, n: int) -> np.ndarray:
     """Unit-energy Gaussian transfer functions, one row per sigma (cells), padded against wrap-around."""
     size = fft.next_fast_len(n + math.ceil(3 * float(np.max(sigma))) + 1)
     f = fft.fftfreq(size)
-    h = np.exp(-2 * math.pi ** 2 * np.multiply.outer(sigma, f) ** 2)
+    h = np.exp(-2 * math.pi**2 * np.multiply.outer(sigma, f) ** 2)
     h /= np.sqrt(np.mean(h * h, axis=1, keepdims=True))  # unit energy: speckle power = echogenicity
     return h.astype(np.float32)
 
@@ -153,8 +155,7 @@ def _convolve(a: np.ndarray, h: np.ndarray, axis: int) -> np.ndarray:
     return out[:, :n] if axis == 1 else out[:n]
 
 
-def echo_iq(echo: np.ndarray, atten: np.ndarray, p: ScanParams, grid: BeamGrid,
-            rng: np.random.Generator) -> np.ndarray:
+def echo_iq(echo: np.ndarray, atten: np.ndarray, p: ScanParams, grid: BeamGrid, rng: np.random.Generator) -> np.ndarray:
     """Complex analytic echo signal on the beam grid, after attenuation and time-gain compensation.
 
     Receiver noise enters before the TGC, so it rises with depth, and is beamformed like the echoes.
@@ -163,7 +164,9 @@ def echo_iq(echo: np.ndarray, atten: np.ndarray, p: ScanParams, grid: BeamGrid,
     f_mhz, dz_cm = p.f0 / 1e6, p.depth / n_ax * 100
     loss_db = 2 * f_mhz * dz_cm * np.cumsum(atten, axis=0, dtype=np.float32)  # two-way, along each beam
     tgc_db = (2 * f_mhz * p.attenuation * grid.depth * 100).astype(np.float32)[:, None]
-    power = np.maximum(echo, 0) * np.exp((2 * DB_NEPER) * (tgc_db - loss_db)) + np.exp((2 * DB_NEPER) * (p.noise + tgc_db))
+    power = np.maximum(echo, 0) * np.exp((2 * DB_NEPER) * (tgc_db - loss_db)) + np.exp(
+        (2 * DB_NEPER) * (p.noise + tgc_db)
+    )
     z = rng.standard_normal((2, n_ax, n_lat), dtype=np.float32)
     amp = np.sqrt(power * np.float32(0.5), dtype=np.float32)
     field = (z[0] * amp) + 1j * (z[1] * amp)  # circular complex Gaussian scatterers, variance = power
@@ -209,18 +212,20 @@ def _scan_map(p: ScanParams, n: int, k: int) -> tuple[sparse.csr_matrix, np.ndar
     cols, weights = [], []
     for di, dj, w in ((0, 0, (1 - ti) * (1 - tj)), (0, 1, (1 - ti) * tj), (1, 0, ti * (1 - tj)), (1, 1, ti * tj)):
         cols.append(((i0 + di) * n + j0 + dj).ravel()[keep])
-        weights.append(w.ravel()[keep] / k ** 2)
+        weights.append(w.ravel()[keep] / k**2)
     rows = np.tile(out.ravel()[keep], 4)
-    matrix = sparse.csr_matrix((np.concatenate(weights).astype(np.float32), (rows, np.concatenate(cols))),
-                               shape=(size * size, n * n))
-    ci = np.clip(np.rint(fi), 0, n - 1).astype(np.int64)[k // 2::k, k // 2::k]
-    cj = np.clip(np.rint(fj), 0, n - 1).astype(np.int64)[k // 2::k, k // 2::k]
+    matrix = sparse.csr_matrix(
+        (np.concatenate(weights).astype(np.float32), (rows, np.concatenate(cols))), shape=(size * size, n * n)
+    )
+    ci = np.clip(np.rint(fi), 0, n - 1).astype(np.int64)[k // 2 :: k, k // 2 :: k]
+    cj = np.clip(np.rint(fj), 0, n - 1).astype(np.int64)[k // 2 :: k, k // 2 :: k]
     nearest = np.where(mask, ci * n + cj, -1)
     return matrix, mask, nearest
 
 
-def scan_convert(beam: np.ndarray, p: ScanParams, k: int = 1, label: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def scan_convert(
+    beam: np.ndarray, p: ScanParams, k: int = 1, label: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """n×n beam-space image → (n/k)² Cartesian image (bilinear, box-filtered by k), fan mask, label map (nearest)."""
     n = beam.shape[0]
     fan = ScanParams(probe=p.probe, depth=p.depth, width=p.width, sector=p.sector, radius=p.radius)

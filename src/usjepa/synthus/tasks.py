@@ -41,8 +41,14 @@ SEGMENTATION: dict[str, tuple[str, tuple[str, ...]]] = {
 MASKS = {"synthus_lesion": "lesion", "synthus_texture": "region"} | {t: k for t, (k, _) in SEGMENTATION.items()}
 CORPUS = "synthus_corpus"
 IMAGES_PER_PATIENT = 5  # the organ task instead scans every patient once per organ
-DEPTH_CM = {"synthus_lesion": (4, 9), "synthus_organ": (4, 16), "synthus_fatty": (10, 16), "synthus_lung": (5, 12),
-            "synthus_texture": (4, 12), "synthus_segment": (10, 16)}
+DEPTH_CM = {
+    "synthus_lesion": (4, 9),
+    "synthus_organ": (4, 16),
+    "synthus_fatty": (10, 16),
+    "synthus_lung": (5, 12),
+    "synthus_texture": (4, 12),
+    "synthus_segment": (10, 16),
+}
 
 
 @dataclass(frozen=True)
@@ -75,9 +81,18 @@ class Nuisance:
             "convex": {"radius": self.convex_radius_cm / 100, "sector": math.radians(65), "pitch": 4e-4},
             "phased": {"radius": 0.002, "sector": math.radians(80), "pitch": 1540 / f0 / 2},
         }[self.probe]
-        return ScanParams(probe=self.probe, f0=f0, bandwidth=self.bandwidth, depth=depth, focus=self.focus_cm / 100,
-                          n_active=64, attenuation=self.tgc_db_cm_mhz, dynamic_range=self.dynamic_range_db,
-                          gain=self.gain_db, **geometry)
+        return ScanParams(
+            probe=self.probe,
+            f0=f0,
+            bandwidth=self.bandwidth,
+            depth=depth,
+            focus=self.focus_cm / 100,
+            n_active=64,
+            attenuation=self.tgc_db_cm_mhz,
+            dynamic_range=self.dynamic_range_db,
+            gain=self.gain_db,
+            **geometry,
+        )
 
     def placement(self) -> Placement:
         return Placement(self.at_u, self.at_v, self.at_radius)
@@ -95,13 +110,25 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
     at_u, at_radius = float(ir.uniform(0.25, 0.8)), float(ir.uniform(*RADIUS.get(task, (0.08, 0.15))))
     half = _half_width(probe, convex_radius / depth, depth, at_u)
     return Nuisance(
-        probe=probe, convex_radius_cm=convex_radius, depth_cm=depth, f0_mhz=f0,
-        bandwidth=float((0.5, 0.6, 0.7)[ir.integers(3)]), focus_cm=round(ir.uniform(0.4, 0.7) * depth * 2) / 2,
-        gain_db=float(ir.uniform(-8, 8)), tgc_db_cm_mhz=float(ir.uniform(0.4, 0.7)),
-        dynamic_range_db=float(ir.uniform(50, 70)), zoom=float(ir.uniform(*ZOOM.get(task, (0.8, 1.2)))),
-        shift=float(ir.uniform(-0.12, 0.12)), flip=bool(ir.random() < 0.5),
-        at_u=at_u, at_v=float(ir.uniform(-1, 1) * max(half - 0.6 * at_radius, 0.03)), at_radius=at_radius,
-        level=float(ir.uniform(0.3, 0.45)), spread=float(ir.uniform(0.13, 0.19)), slope=float(ir.uniform(-0.06, 0.06)))
+        probe=probe,
+        convex_radius_cm=convex_radius,
+        depth_cm=depth,
+        f0_mhz=f0,
+        bandwidth=float((0.5, 0.6, 0.7)[ir.integers(3)]),
+        focus_cm=round(ir.uniform(0.4, 0.7) * depth * 2) / 2,
+        gain_db=float(ir.uniform(-8, 8)),
+        tgc_db_cm_mhz=float(ir.uniform(0.4, 0.7)),
+        dynamic_range_db=float(ir.uniform(50, 70)),
+        zoom=float(ir.uniform(*ZOOM.get(task, (0.8, 1.2)))),
+        shift=float(ir.uniform(-0.12, 0.12)),
+        flip=bool(ir.random() < 0.5),
+        at_u=at_u,
+        at_v=float(ir.uniform(-1, 1) * max(half - 0.6 * at_radius, 0.03)),
+        at_radius=at_radius,
+        level=float(ir.uniform(0.3, 0.45)),
+        spread=float(ir.uniform(0.13, 0.19)),
+        slope=float(ir.uniform(-0.06, 0.06)),
+    )
 
 
 ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
@@ -141,8 +168,14 @@ def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
     about as bright as the cortex. The cortex level varies, so the contrast carries the label, not the level."""
     degree = pr.uniform(0.55, 1.0) if fatty else pr.uniform(0.0, 0.15)
     cortex = pr.uniform(0.5, 1.5)
-    return ph.kidney(pr, nz.depth_cm, nz.placement(), liver_echo=cortex * (0.9 + 2.5 * degree),
-                     liver_atten=0.5 + 0.6 * degree, cortex=cortex)
+    return ph.kidney(
+        pr,
+        nz.depth_cm,
+        nz.placement(),
+        liver_echo=cortex * (0.9 + 2.5 * degree),
+        liver_atten=0.5 + 0.6 * degree,
+        cortex=cortex,
+    )
 
 
 def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
@@ -205,8 +238,11 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
     """Hepatorenal view (liver, kidney), half the patients with a focal liver lesion, as a class-index mask."""
     at = nz.placement()
     anatomy = ph.kidney(pr, nz.depth_cm, Placement(0.6, 0.4 * at.v, at.radius), liver_echo=pr.uniform(0.9, 1.6))
-    les = ph.lesion(pr, ("benign", "malignant")[pr.integers(2)], Placement(0.3, -at.v, 0.6 * at.radius)) \
-        if pr.random() < 0.5 else None
+    les = (
+        ph.lesion(pr, ("benign", "malignant")[pr.integers(2)], Placement(0.3, -at.v, 0.6 * at.radius))
+        if pr.random() < 0.5
+        else None
+    )
 
     def paint(cv: Canvas, ir: Generator) -> None:
         anatomy.paint(cv, ir)
@@ -218,8 +254,9 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
 
 SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
     "synthus_lesion": lesion_scene,
-    "synthus_organ": lambda pr, nz, name: ph.ORGANS[name](pr, nz.depth_cm) if name != "kidney"
-    else ph.kidney(pr, nz.depth_cm),
+    "synthus_organ": lambda pr, nz, name: (
+        ph.ORGANS[name](pr, nz.depth_cm) if name != "kidney" else ph.kidney(pr, nz.depth_cm)
+    ),
     "synthus_fatty": lambda pr, nz, name: fatty_scene(pr, nz, name == "fatty"),
     "synthus_lung": lung_scene,
     "synthus_texture": texture_scene,
@@ -322,8 +359,11 @@ def render(item: Item, seed: int, img_size: int) -> tuple[Frame, dict]:
     ir = image_rng(item, seed)
     nz = draw_nuisance(ir, task)
     anatomy = SCENES[task](pr, nz, classes(task)[label] if label >= 0 else "")
-    mask_classes = SEGMENTATION[item.task][1][1:] if item.task in SEGMENTATION else (
-        (MASKS[item.task],) if item.task in MASKS else ())
+    mask_classes = (
+        SEGMENTATION[item.task][1][1:]
+        if item.task in SEGMENTATION
+        else ((MASKS[item.task],) if item.task in MASKS else ())
+    )
 
     def scene(grid: BeamGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         cv = Canvas(grid, nz.depth_cm / 100, nz.shift, nz.zoom, nz.flip, mask_classes)

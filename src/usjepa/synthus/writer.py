@@ -87,7 +87,7 @@ def _write(out: Path, sizes: dict[str, int], img_size: int, seed: int, workers: 
         for sub in ("images", "masks/scan") + ((f"masks/{MASKS[task]}",) if task in MASKS else ()):
             (folder / sub).mkdir(parents=True, exist_ok=True)
     work = [it for t in folders for it in items(t, sizes[t])]
-    chunks = [(work[i:i + 32], str(out), seed, img_size) for i in range(0, len(work), 32)]
+    chunks = [(work[i : i + 32], str(out), seed, img_size) for i in range(0, len(work), 32)]
     if workers > 1 and len(chunks) > 1:
         ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         with ctx.Pool(workers) as pool:
@@ -97,7 +97,7 @@ def _write(out: Path, sizes: dict[str, int], img_size: int, seed: int, workers: 
     records = [r for part in done for r in part]
     start = 0
     for task, folder in folders.items():
-        recs, start = records[start:start + sizes[task]], start + sizes[task]
+        recs, start = records[start : start + sizes[task]], start + sizes[task]
         train_val, test = (recs, []) if task == CORPUS else _split(recs, task, seed)
         (folder / "train_val.json").write_text(json.dumps(train_val, indent=1))
         (folder / "test.json").write_text(json.dumps(test, indent=1))
@@ -108,16 +108,22 @@ def _write(out: Path, sizes: dict[str, int], img_size: int, seed: int, workers: 
     return folders
 
 
-def write_task(out: str | Path, task: str, img_size: int = 224, n: int = 1500, seed: int = 0,
-               workers: int = 2) -> Path:
+def write_task(out: str | Path, task: str, img_size: int = 224, n: int = 1500, seed: int = 0, workers: int = 2) -> Path:
     """Write one task folder `<out>/<task>` (a labelled or a segmentation task)."""
     if task not in TASKS and task not in SEGMENTATION:
         raise DataError(f"unknown SynthUS task {task!r}; expected one of {', '.join([*TASKS, *SEGMENTATION])}")
     return _write(Path(out), {task: n}, img_size, seed, workers)[task]
 
 
-def write_suite(out: str | Path, img_size: int = 224, n_per_task: int = 1500, corpus_size: int = 10_000,
-                seed: int = 0, workers: int = 2, tasks: list[str] | None = None) -> dict[str, Path]:
+def write_suite(
+    out: str | Path,
+    img_size: int = 224,
+    n_per_task: int = 1500,
+    corpus_size: int = 10_000,
+    seed: int = 0,
+    workers: int = 2,
+    tasks: list[str] | None = None,
+) -> dict[str, Path]:
     """Write the tasks (all labelled and segmentation tasks by default) and the corpus; returns name → folder."""
     tasks = [*TASKS, *SEGMENTATION] if tasks is None else tasks
     unknown = [t for t in tasks if t not in TASKS and t not in SEGMENTATION]
@@ -136,8 +142,9 @@ def write_preview(path: str | Path, img_size: int = 224, seed: int = 0, per_clas
     import matplotlib.pyplot as plt
 
     tasks = [*TASKS, *SEGMENTATION]
-    tiles = [example(t, c, rank) for t in tasks for c in range(len(TASKS.get(t, ()))) or [-1]
-             for rank in range(per_class)]
+    tiles = [
+        example(t, c, rank) for t in tasks for c in range(len(TASKS.get(t, ()))) or [-1] for rank in range(per_class)
+    ]
     cols = 6
     rows = math.ceil(len(tiles) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 2.6))
@@ -147,8 +154,11 @@ def write_preview(path: str | Path, img_size: int = 224, seed: int = 0, per_clas
         if frame.label is not None and frame.label.any():
             ax.contour(frame.label, levels=np.arange(frame.label.max()) + 0.5, colors="r", linewidths=0.6)
         nz = meta["nuisance"]
-        ax.set_title(f"{it.task[8:]}: {classes(it.task)[it.label] if it.label >= 0 else 'masks'}\n"
-                     f"{meta['probe']}, {nz['depth_cm']:g} cm, zoom {nz['zoom']:.2f}", fontsize=7)
+        ax.set_title(
+            f"{it.task[8:]}: {classes(it.task)[it.label] if it.label >= 0 else 'masks'}\n"
+            f"{meta['probe']}, {nz['depth_cm']:g} cm, zoom {nz['zoom']:.2f}",
+            fontsize=7,
+        )
     for ax in axes.ravel():
         ax.axis("off")
     fig.tight_layout()
