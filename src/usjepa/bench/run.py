@@ -148,8 +148,7 @@ def display_name(spec: str) -> str:
 
 def run_bench(encoders: Sequence[str | EncoderEntry], tasks: Sequence[str] | str, out: str | Path, **options) -> dict:
     """Benchmark ``encoders`` (encoder registry specs, or EncoderEntry(spec, name)) on ``tasks`` (names, 'all',
-    'synthus', or
-    folders); write the report to ``out``.
+    'synthus', or folders); write the report to ``out``.
 
     ``options`` are BenchConfig fields, e.g. data_root, protocols=["linear", "fewshot", "robust", "knn", "finetune"],
     protocol_preset="grid" or "paper", seeds=5, fractions, grid=GridOverrides(lrs=..., poolings=..., probe=...),
