@@ -32,7 +32,7 @@ from usjepa import encoders
 from usjepa.bench.cache import Cache
 from usjepa.bench.features import loader, task_features
 from usjepa.bench.probe import Head, chance_macro_f1, fit, macro_f1, scores, select
-from usjepa.bench.tasks import Task, load_task, val_split
+from usjepa.bench.tasks import ALLOW_FLAG, Task, load_task, val_split
 from usjepa.config import load_config
 from usjepa.modelio import CARD, STUDENT_MEAN, STUDENT_STD, WEIGHTS
 from usjepa.models.encoder import create_vit, vit_kwargs
@@ -213,6 +213,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=123, help="simulation seed (tune on one, confirm on a fresh one)")
     ap.add_argument("--sizes", default="64,224")
+    ap.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose small splits lack a class (smoke runs)")
     ap.add_argument("--n", default="600,400", help="images per task, one per size")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", type=int, default=5, help="probe seeds")
@@ -244,7 +245,9 @@ def main() -> None:
             vit_dir = random_vit_dir(root, size)
             results[size], split_sizes[size] = {}, {}
             for name, folder in folders.items():
-                task = load_task(str(folder), val_fraction=0.25 if args.dev else 0.1)
+                task = load_task(
+                    str(folder), val_fraction=0.25 if args.dev else 0.1, allow_incomplete=args.allow_incomplete_tasks
+                )
                 task = dev_task(task) if args.dev else task
                 split_sizes[size][name] = task.sizes()
                 results[size][name] = measure(task, size, vit_dir, args.seeds, args.cnn_seeds, Cache(None))

@@ -184,13 +184,14 @@ def test_report_draws_each_runs_monitor_curves(tmp_path, image_folder, tiny_over
 
     run = tmp_path / "run"
     Trainer(load_config("tiny", _args(image_folder, run, tiny_overrides, f"monitor.tasks=[{task}]"))).fit()
-    results = {"encoders": {f"usjepa:{run / 'export'}": {}, "effnet-lite0": {}, f"usjepa:{tmp_path}": {}}}
+    specs = {"salt": f"usjepa:{run / 'export'}", "effnet": "effnet-lite0", "other": f"usjepa:{tmp_path}"}
+    results = {"encoders": {name: {"spec": spec} for name, spec in specs.items()}}  # keyed by display name
     curves = monitor_curves(results)
-    assert list(curves) == [f"usjepa:{run / 'export'}"]  # only runs that logged the monitor
-    rows = curves[f"usjepa:{run / 'export'}"]
+    assert list(curves) == ["salt"]  # only runs that logged the monitor
+    rows = curves["salt"]
     assert list(rows) == sorted(rows) and rows[2]["rank"] and rows[2]["linear_blobs"]
     fig = monitor_figure(curves)
     rank_ax, probe_ax = fig.axes
     assert list(rank_ax.lines[0].get_xdata()) == list(rows)
-    assert [ln.get_label() for ln in probe_ax.lines] == ["usjepa:run linear", "usjepa:run knn"]
+    assert [ln.get_label() for ln in probe_ax.lines] == ["salt linear", "salt knn"]
     assert probe_ax.lines[0].get_ydata()[0] == pytest.approx(100 * float(rows[2]["linear_blobs"]))

@@ -120,7 +120,9 @@ class TeacherConfig:
     # `usjepa bench --help`), or a stage-1 run dir, checkpoint or usjepa export dir.
     source: str = ""
     target_norm: Literal["none", "layernorm"] = "layernorm"
-    layer: int = -1  # the block (ViT) or feature stage (CNN) whose map is the target; -1: the last
+    layer: int = ranged(
+        -1, "[-1000, 1000]"
+    )  # the block (ViT) or feature stage (CNN) whose map is the target; -1: the last
     last_k: int = ranged(1, "[1, inf)")  # ViTs: the mean of the last_k blocks ending at layer
 
 

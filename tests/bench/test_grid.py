@@ -122,7 +122,7 @@ def test_ties_on_validation_macro_f1_go_to_the_lower_validation_loss():
 
 
 def test_grid_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"grid\.lrs: need at least one positive"):
+    with pytest.raises(ConfigError, match=r"--lrs: probe learning rates must be finite and > 0"):
         ProbeGrid(lrs=())
     with pytest.raises(ConfigError, match=r"grid\.cs"):
         ProbeGrid(cs=(-1.0,))

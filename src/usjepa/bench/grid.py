@@ -47,7 +47,7 @@ class ProbeGrid:
 
     def __post_init__(self) -> None:
         if not self.lrs or any(not (math.isfinite(lr) and lr > 0) for lr in self.lrs):
-            raise ConfigError(f"grid.lrs (--lrs): probe learning rates must be finite and > 0, got {list(self.lrs)}")
+            raise ConfigError(f"--lrs: probe learning rates must be finite and > 0, got {list(self.lrs)}")
         if any(c <= 0 for c in self.cs):
             raise ConfigError(f"grid.cs: inverse L2 strengths must be > 0 (or none: no penalty), got {list(self.cs)}")
 

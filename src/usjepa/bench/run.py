@@ -164,8 +164,7 @@ def run_bench(encoders: Sequence[str | EncoderEntry], tasks: Sequence[str] | str
 
 def run_config(cfg: BenchConfig) -> dict:
     """Run a resolved BenchConfig; OUT gets bench.yaml (the config, as resolved) beside the results."""
-    Path(cfg.out).mkdir(parents=True, exist_ok=True)
-    save_bench_config(cfg, Path(cfg.out) / "bench.yaml")
+    save_bench_config(cfg, out_dir(cfg.out, "--out") / "bench.yaml")
     seg = [p for p in cfg.protocols if p in VARIANTS]
     with torch_threads(cfg.threads or os.cpu_count() or 1):
         if not seg:
@@ -478,7 +477,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         "data_root": args.data_root,
         "out": args.out,
         "seeds": args.seeds,
-        "fractions": args.fractions and numbers(args.fractions, "--fractions"),
+        "fractions": None if args.fractions is None else numbers(args.fractions, "--fractions"),
         "pooling": args.pooling,
         "workers": args.workers,
         "threads": args.threads,
@@ -490,7 +489,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         tree["tasks"] = args.tasks or "all"
     if isinstance(tree["tasks"], str):
         tree["tasks"] = task_names(tree["tasks"])
-    if args.lrs:
+    if args.lrs is not None:
         tree["grid"] = dict(tree.get("grid") or {}, lrs=numbers(args.lrs, "--lrs"))
     if args.no_cache:
         tree["cache"] = None
