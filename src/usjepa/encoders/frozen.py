@@ -34,6 +34,7 @@ class FrozenEncoder:
     pooling: str  # the default
     poolings: tuple[str, ...]
     weights_sha256: str | None = None  # of the weights file, when there is one
+    load_report: str = ""  # a published file's loader: the layout it found and every tensor it dropped, by name
     fingerprint: str = field(init=False)  # of the weight tensors: keys the feature cache, checked by --verify
     device: torch.device = field(init=False, default=torch.device("cpu"))
 

@@ -51,8 +51,15 @@ def mae_encoder(
         sd |= {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}
     arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
     report = load_strict(model, sd, ckpt, arch, dropped + head + norm, found)
-    enc = TimmViT(
-        ckpt.spec, model, img_size, dims["in_chans"], mean, std, pooling, token_poolings(model), file_sha256(ckpt.path)
+    return TimmViT(
+        ckpt.spec,
+        model,
+        img_size,
+        dims["in_chans"],
+        mean,
+        std,
+        pooling,
+        token_poolings(model),
+        file_sha256(ckpt.path),
+        load_report=report,
     )
-    enc.load_report = report
-    return enc

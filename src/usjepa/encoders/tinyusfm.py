@@ -55,7 +55,7 @@ def build(spec: str, path: str) -> FrozenEncoder:
     )
     arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {HEADS} heads, patch {dims['patch_size']}, {img_size} px"
     report = load_strict(model, sd, ckpt, arch, head, "TinyUSFM layout (fc_norm, no norm)")
-    enc = TimmViT(
+    return TimmViT(
         spec,
         model,
         img_size,
@@ -65,6 +65,5 @@ def build(spec: str, path: str) -> FrozenEncoder:
         "head",
         token_poolings(model),
         file_sha256(ckpt.path),
+        load_report=report,
     )
-    enc.load_report = report
-    return enc

@@ -113,7 +113,7 @@ def build(spec: str, path: str) -> FrozenEncoder:
         f"SAM ViT {dims['embed_dim']}x{dims['depth']}, {HEADS} heads, window {window}, {grid * dims['patch_size']} px"
     )
     report = load_strict(model, sd, ckpt, arch, others + neck, "mmpretrain ViTSAM layout under backbone.")
-    enc = TimmSAM(
+    return TimmSAM(
         spec,
         model,
         grid * dims["patch_size"],
@@ -123,6 +123,5 @@ def build(spec: str, path: str) -> FrozenEncoder:
         "mean",
         ("mean",),
         file_sha256(ckpt.path),
+        load_report=report,
     )
-    enc.load_report = report
-    return enc

@@ -50,7 +50,7 @@ def build(spec: str, path: str) -> FrozenEncoder:
     )
     arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {HEADS} heads, patch {dims['patch_size']}, {img_size} px"
     report = load_strict(model, sd, ckpt, arch, dropped, "plain ViT layout")
-    enc = TimmViT(
+    return TimmViT(
         spec,
         model,
         img_size,
@@ -60,6 +60,5 @@ def build(spec: str, path: str) -> FrozenEncoder:
         "mean",
         token_poolings(model),
         file_sha256(ckpt.path),
+        load_report=report,
     )
-    enc.load_report = report
-    return enc

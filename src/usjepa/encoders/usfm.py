@@ -99,7 +99,7 @@ def beit_encoder(ckpt: Checkpoint, sd: dict, heads: int, eps: float, found: str,
         sd |= {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}
     arch = f"BEiT {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
     report = load_strict(model, sd, ckpt, arch, dropped, found)
-    enc = TimmViT(
+    return TimmViT(
         ckpt.spec,
         model,
         img_size,
@@ -109,9 +109,8 @@ def beit_encoder(ckpt: Checkpoint, sd: dict, heads: int, eps: float, found: str,
         "head",
         token_poolings(model),
         file_sha256(ckpt.path),
+        load_report=report,
     )
-    enc.load_report = report
-    return enc
 
 
 def usfm_file(ckpt: Checkpoint, found: str = "USFM release layout") -> TimmViT:
