@@ -104,15 +104,17 @@ def metadata(task: Task, split: str) -> torch.Tensor:
 
 
 class SmallCNN(nn.Module):
-    """Four conv blocks (BN, ReLU, max-pool) after a strided stem that brings any input to about 32 px, then a
-    linear head: small enough for five seeds per task on a shared 2-core CPU."""
+    """A strided stem that brings any input to about 32 px, then four VGG-style stages (two 3x3 conv, BN, ReLU,
+    max-pool) and a linear head: small enough for five seeds per task on a shared 2-core CPU."""
 
-    def __init__(self, n_classes: int, img_size: int, widths: tuple[int, ...] = (16, 24, 32, 48)):
+    def __init__(self, n_classes: int, img_size: int, widths: tuple[int, ...] = (32, 48, 64, 96)):
         super().__init__()
         s = max(2, img_size // 32)
         layers: list[nn.Module] = [nn.Conv2d(1, widths[0], 2 * s + 1, s, s), nn.BatchNorm2d(widths[0]), nn.ReLU()]
         for a, b in zip(widths, widths[1:] + widths[-1:]):
-            layers += [nn.Conv2d(a, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU(), nn.MaxPool2d(2)]
+            for c_in in (a, b):
+                layers += [nn.Conv2d(c_in, b, 3, padding=1), nn.BatchNorm2d(b), nn.ReLU()]
+            layers.append(nn.MaxPool2d(2))
         self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(widths[-1], n_classes)
 
@@ -125,12 +127,18 @@ def images(task: Task, split: str, size: int) -> torch.Tensor:
 
 
 def cnn_score(
-    task: Task, size: int, seed: int, data: dict[str, torch.Tensor], epochs: int = 30, patience: int = 6
+    task: Task, size: int, seed: int, data: dict[str, torch.Tensor], epochs: int = 60, patience: int = 20
 ) -> float:
-    """Supervised ceiling: train on train (random mirror), keep the best validation macro-F1 epoch, score test."""
+    """Supervised ceiling: train on train (one-cycle AdamW, label smoothing 0.1, random mirror and shifts of up
+    to 1/16 of the image), keep the best validation macro-F1 epoch, score test. Chosen with --dev on seed 7: at
+    64 px lesion / texture / organ 56 / 74 / 92 with the previous 30-epoch single-conv net, 90 / 91 / 96 with
+    this one at 40 epochs; organ at 224 px 81 / 82 (two seeds) at 40 epochs, 88 / 86 at 60; a stem to 64 px
+    instead of 32 gave 92 / 94 at four times the cost."""
     torch.manual_seed(seed)
     model = SmallCNN(task.n_classes, size)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    steps = epochs * -(-len(data["train"]) // 32)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps)
     y = {s: torch.from_numpy(task.labels(s)) for s in ("train", "val", "test")}
     norm = {s: (data[s] - 0.5) / 0.25 for s in data}
     best, best_state, bad = -1.0, None, 0
@@ -142,10 +150,12 @@ def cnn_score(
             idx = order[i : i + 32]
             xb = norm["train"][idx]
             xb = torch.where(torch.rand(len(idx), 1, 1, 1, generator=g) < 0.5, xb.flip(-1), xb)
-            loss = F.cross_entropy(model(xb), y["train"][idx])
+            xb = torch.roll(xb, torch.randint(-size // 16, size // 16 + 1, (2,), generator=g).tolist(), (2, 3))
+            loss = F.cross_entropy(model(xb), y["train"][idx], label_smoothing=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            sched.step()
         f1 = float(macro_f1(predict(model, norm["val"])[None], y["val"], task.n_classes)[0])
         if f1 > best:
             best, best_state, bad = f1, {k: v.clone() for k, v in model.state_dict().items()}, 0
@@ -214,10 +224,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=123, help="simulation seed (tune on one, confirm on a fresh one)")
     ap.add_argument("--sizes", default="64,224")
     ap.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose small splits lack a class (smoke runs)")
-    ap.add_argument("--n", default="600,400", help="images per task, one per size")
+    ap.add_argument("--n", default="600,600", help="images per task, one per size")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", type=int, default=5, help="probe seeds")
-    ap.add_argument("--cnn-seeds", type=int, default=5)
+    ap.add_argument("--cnn-seeds", type=int, default=5, help="CNN seeds (about a minute each per task and size)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--dev", action="store_true", help="score on the validation split (design work)")
     ap.add_argument("--data", default=None, help="keep the simulated tasks here (default: a temporary folder)")

@@ -166,13 +166,21 @@ def scatterers(cv: Canvas, rng: Generator, kind: str) -> np.ndarray:
     return np.exp(CLUMP_SIGMA * field / max(float(field.std()), 1e-3))
 
 
+U_RANGE = (0.25, 0.8)  # the depths a Placement's centre is drawn from
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Where a focal finding sits (depth-normalised centre) and how large it is (mean radius): a nuisance."""
+    """Where a focal finding or an organ sits (depth-normalised centre, u drawn uniformly from U_RANGE) and how
+    large a finding is (mean radius): a nuisance."""
 
     u: float
     v: float
     radius: float
+
+    def depth(self, lo: float, hi: float) -> float:
+        """The centre depth mapped linearly from U_RANGE onto [lo, hi], for anatomy that fits only there."""
+        return lo + (hi - lo) * (self.u - U_RANGE[0]) / (U_RANGE[1] - U_RANGE[0])
 
 
 # ---- anatomy: a preset draws per-patient choices and returns how to paint each image ----
@@ -187,14 +195,16 @@ class Anatomy:
 
 
 def body_wall(pr: Generator, depth_cm: float, fat_cm: tuple[float, float] = (0.3, 1.5)) -> tuple[Painter, float]:
-    """Skin line, subcutaneous fat with septa, and a striated muscle layer; returns the painter and its bottom."""
+    """Skin line, subcutaneous fat with septa, and a striated muscle layer; returns the painter and its bottom.
+    Their echo levels vary between patients (×0.5 to ×2), so the wall's brightness is no reference level."""
     fat, muscle = pr.uniform(*fat_cm) / depth_cm, pr.uniform(0.4, 1.0) / depth_cm
     skin = 0.15 / depth_cm
+    fat_echo, muscle_echo = 0.35 * 2 ** pr.uniform(-1, 1), 0.5 * 2 ** pr.uniform(-1, 1)
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, -1, skin), 3.0)
-        cv.paint(layer(cv.u, skin, skin + fat), 0.35 * cv.texture(ir, (12, 5), 0.8))
-        cv.paint(layer(cv.u, skin + fat, skin + fat + muscle), 0.5 * cv.texture(ir, (40, 3), 0.9))
+        cv.paint(layer(cv.u, skin, skin + fat), fat_echo * cv.texture(ir, (12, 5), 0.8))
+        cv.paint(layer(cv.u, skin + fat, skin + fat + muscle), muscle_echo * cv.texture(ir, (40, 3), 0.9))
         cv.paint(line(cv.u - (skin + fat + muscle), 0.006), 3.0)
 
     return paint, skin + fat + muscle
@@ -223,12 +233,14 @@ def vessels(pr: Generator, n: int, region: tuple[float, float], bright_walls: fl
     return paint
 
 
-def liver(pr: Generator, depth_cm: float, fatty: float = 0.0) -> Anatomy:
-    """Liver parenchyma with vessels and the diaphragm; `fatty` ∈ [0, 1] brightens it and raises attenuation."""
+def liver(pr: Generator, depth_cm: float, at: Placement | None = None, fatty: float = 0.0) -> Anatomy:
+    """Liver parenchyma with vessels and the diaphragm (at a depth set by `at`, or by the patient); `fatty`
+    ∈ [0, 1] brightens it and raises attenuation."""
     wall, _ = body_wall(pr, depth_cm)
     echo, att = 1.0 + 2.5 * fatty, 0.5 + 0.7 * fatty
-    vs = vessels(pr, pr.integers(2, 6), (0.3, 0.75), 4.0 if fatty < 0.5 else 1.3 * echo)
     dia, curve = pr.uniform(0.78, 0.92), pr.uniform(0.1, 0.4)
+    dia = at.depth(0.45, 1.0) if at is not None else dia
+    vs = vessels(pr, pr.integers(2, 6), (0.25, max(dia - 0.1, 0.3)), 4.0 if fatty < 0.5 else 1.3 * echo)
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, 0.12, 2), echo * cv.texture(ir, (10, 10), 0.15), att)
@@ -276,48 +288,57 @@ def kidney(
     return Anatomy("kidney", paint)
 
 
-def bladder(pr: Generator, depth_cm: float) -> Anatomy:
-    """Full bladder: anechoic lumen with a bright wall and posterior enhancement, a solid organ behind."""
+def bladder(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatomy:
+    """Full bladder (centred at `at`, or by the patient): anechoic lumen with a bright wall and posterior
+    enhancement, a solid organ behind."""
     wall, _ = body_wall(pr, depth_cm)
-    cu, ru, rv = pr.uniform(0.38, 0.48), pr.uniform(0.18, 0.26), pr.uniform(0.3, 0.45)
-    organ_u, organ_r = cu + ru + pr.uniform(0.12, 0.18), pr.uniform(0.1, 0.16)
+    cu, cvv, ru, rv = pr.uniform(0.38, 0.48), 0.0, pr.uniform(0.14, 0.24), pr.uniform(0.25, 0.42)
+    if at is not None:
+        cu, cvv = at.depth(0.32, 0.7), at.v
+    organ_u, organ_v, organ_r = cu + ru + pr.uniform(0.12, 0.18), cvv + pr.uniform(-0.2, 0.2), pr.uniform(0.1, 0.16)
     shape = irregular(pr, 2, 0.08)
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, 0.1, 2), 0.8 * cv.texture(ir, (10, 10), 0.3))
-        cv.paint(ellipse(cv, organ_u, 0, organ_r, organ_r * 1.6), 1.1 * cv.texture(ir, (14, 14), 0.25))
-        cv.paint(ring(cv, cu, 0, ru, rv, 0.015), 3.0)
-        cv.paint(ellipse(cv, cu, 0, ru, rv, 0, 0.02, shape), ANECHOIC, 0.02)
+        cv.paint(ellipse(cv, organ_u, organ_v, organ_r, organ_r * 1.6), 1.1 * cv.texture(ir, (14, 14), 0.25))
+        cv.paint(ring(cv, cu, cvv, ru, rv, 0.015), 3.0)
+        cv.paint(ellipse(cv, cu, cvv, ru, rv, 0, 0.02, shape), ANECHOIC, 0.02)
         wall(cv, ir)
 
     return Anatomy("bladder", paint)
 
 
-def thyroid(pr: Generator, depth_cm: float) -> Anatomy:
-    """Transverse neck: bright thyroid lobes and isthmus around the trachea, carotids laterally."""
+def thyroid(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatomy:
+    """Transverse neck (the trachea at `at`, or by the patient): bright thyroid lobes and isthmus around the
+    trachea, carotids laterally."""
     wall, _ = body_wall(pr, depth_cm, (0.2, 0.5))
     lobe_u, lobe_v, tr_r = pr.uniform(0.4, 0.5), pr.uniform(0.22, 0.3), pr.uniform(0.1, 0.14)
+    mid = 0.0
+    if at is not None:
+        lobe_u, mid = at.depth(0.3, 0.6), at.v
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, 0.1, 2), 0.6 * cv.texture(ir, (20, 6), 0.6))
         gland = 1.8 * cv.texture(ir, (14, 14), 0.2)
         for s in (-1, 1):
-            cv.paint(ellipse(cv, lobe_u, s * lobe_v, 0.14, 0.15), gland)
-            cv.paint(ring(cv, lobe_u + 0.05, s * (lobe_v + 0.27), 0.09, 0.09, 0.012), 3.0)
-            cv.paint(ellipse(cv, lobe_u + 0.05, s * (lobe_v + 0.27), 0.09, 0.09), ANECHOIC, 0.05)
-        cv.paint(ellipse(cv, lobe_u - 0.14, 0, 0.05, 0.2), gland)
-        cv.paint(ellipse(cv, lobe_u + 0.02, 0, tr_r, tr_r), 0.01, 0.5)
-        cv.paint(ring(cv, lobe_u + 0.02, 0, tr_r, tr_r, 0.02) * (cv.u < lobe_u), 12.0, 25.0)
-        cv.paint(line(cv.u - 0.88, 0.02) * (np.abs(cv.v) < 0.3), 10.0, 30.0)  # vertebral body
+            cv.paint(ellipse(cv, lobe_u, mid + s * lobe_v, 0.14, 0.15), gland)
+            cv.paint(ring(cv, lobe_u + 0.05, mid + s * (lobe_v + 0.27), 0.09, 0.09, 0.012), 3.0)
+            cv.paint(ellipse(cv, lobe_u + 0.05, mid + s * (lobe_v + 0.27), 0.09, 0.09), ANECHOIC, 0.05)
+        cv.paint(ellipse(cv, lobe_u - 0.14, mid, 0.05, 0.2), gland)
+        cv.paint(ellipse(cv, lobe_u + 0.02, mid, tr_r, tr_r), 0.01, 0.5)
+        cv.paint(ring(cv, lobe_u + 0.02, mid, tr_r, tr_r, 0.02) * (cv.u < lobe_u), 12.0, 25.0)
+        cv.paint(line(cv.u - (lobe_u + 0.4), 0.02) * (np.abs(cv.v - mid) < 0.3), 10.0, 30.0)  # vertebral body
         wall(cv, ir)
 
     return Anatomy("thyroid", paint)
 
 
-def carotid(pr: Generator, depth_cm: float) -> Anatomy:
-    """Longitudinal carotid artery: anechoic lumen between double-line walls, sometimes a calcified plaque."""
+def carotid(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatomy:
+    """Longitudinal carotid artery (its axis at the depth of `at`, or by the patient): anechoic lumen between
+    double-line walls, sometimes a calcified plaque."""
     wall, _ = body_wall(pr, depth_cm, (0.2, 0.5))
     cu, half, slope = pr.uniform(0.4, 0.55), pr.uniform(0.08, 0.12), pr.uniform(-0.15, 0.15)
+    cu = at.depth(0.3, 0.75) if at is not None else cu
     plaque = pr.random() < 0.3
 
     def paint(cv: Canvas, ir: Generator) -> None:
@@ -334,31 +355,39 @@ def carotid(pr: Generator, depth_cm: float) -> Anatomy:
     return Anatomy("carotid", paint)
 
 
-def heart(pr: Generator, depth_cm: float) -> Anatomy:
-    """Apical four-chamber view: myocardium and septa around four anechoic chambers, bright valves."""
+def heart(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatomy:
+    """Apical four-chamber view (moved and sized by `at`, or by the patient): near-field chest wall clutter,
+    myocardium and septa around four anechoic chambers, bright valves."""
+    wall, _ = body_wall(pr, depth_cm, (0.2, 0.6))
     ang = pr.uniform(-0.25, 0.25)
     chambers = [(0.38, 0.13, 0.27, 0.11), (0.42, -0.13, 0.22, 0.1), (0.8, 0.13, 0.12, 0.11), (0.8, -0.14, 0.11, 0.1)]
-    scale = pr.uniform(0.9, 1.1)
+    scale, c_u, c_v = pr.uniform(0.9, 1.1), 0.55, 0.0
+    if at is not None:
+        scale, c_u, c_v = at.depth(0.7, 1.15), 0.1 + 0.45 * at.depth(0.7, 1.15), 0.5 * at.v
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, -1, 2), 0.15 * cv.texture(ir, (8, 8), 0.6))
-        cv.paint(ring(cv, 0.55, 0, 0.47 * scale, 0.38 * scale, 0.025, ang), 3.0)
-        cv.paint(ellipse(cv, 0.55, 0, 0.47 * scale, 0.38 * scale, ang, 0.02), 1.0 * cv.texture(ir, (10, 10), 0.3))
+        cv.paint(ring(cv, c_u, c_v, 0.47 * scale, 0.38 * scale, 0.025, ang), 3.0)
+        cv.paint(ellipse(cv, c_u, c_v, 0.47 * scale, 0.38 * scale, ang, 0.02), 1.0 * cv.texture(ir, (10, 10), 0.3))
         ca, sa = math.cos(ang), math.sin(ang)
         for u, v, ru, rv in chambers:
             du, dv = (u - 0.55) * scale, v * scale
-            cu, cvv = 0.55 + ca * du + sa * dv, -sa * du + ca * dv
+            cu, cvv = c_u + ca * du + sa * dv, c_v - sa * du + ca * dv
             cv.paint(ellipse(cv, cu, cvv, ru * scale, rv * scale, ang, 0.02), 0.006)
-        cv.paint(line(cv.u - (0.62 + 0.1 * cv.v), 0.012) * (np.abs(cv.v) < 0.25), 4.0)
+        valves = c_u + 0.07 * scale + 0.1 * (cv.v - c_v)
+        cv.paint(line(cv.u - valves, 0.012) * (np.abs(cv.v - c_v) < 0.25 * scale), 4.0)
+        wall(cv, ir)
 
     return Anatomy("heart", paint)
 
 
-def muscle(pr: Generator, depth_cm: float) -> Anatomy:
-    """Musculoskeletal: pennate muscle fascicles between bright fasciae, above a shadowing bone cortex."""
+def muscle(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatomy:
+    """Musculoskeletal: pennate muscle fascicles between bright fasciae, above a shadowing bone cortex (at the
+    depth of `at`, or by the patient)."""
     wall, _ = body_wall(pr, depth_cm, (0.2, 0.6))
     pen, period = pr.uniform(0.2, 0.5) * pr.choice((-1, 1)), pr.uniform(0.035, 0.06)
     bone, curve = pr.uniform(0.72, 0.86), pr.uniform(0.05, 0.3)
+    bone = at.depth(0.5, 0.95) if at is not None else bone
 
     def paint(cv: Canvas, ir: Generator) -> None:
         fibres = 0.5 + 0.5 * np.cos((cv.u * math.cos(pen) + cv.v * math.sin(pen)) * (2 * math.pi / period))
@@ -370,7 +399,7 @@ def muscle(pr: Generator, depth_cm: float) -> Anatomy:
     return Anatomy("muscle", paint)
 
 
-ORGANS: dict[str, Callable[[Generator, float], Anatomy]] = {
+ORGANS: dict[str, Callable[[Generator, float, Placement | None], Anatomy]] = {
     "liver": liver,
     "kidney": kidney,
     "bladder": bladder,

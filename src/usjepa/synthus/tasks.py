@@ -1,12 +1,13 @@
 """SynthUS tasks: what each class looks like, the nuisances drawn per image, and the rendering of one image.
 
 Labels live in anatomy, morphology and texture only. Every nuisance (probe kind and fan geometry, depth, f0,
-focus, bandwidth, gain, TGC, dynamic range, organ zoom, lateral shift and mirroring, and the position and
-size of a focal finding) is drawn per image from a generator seeded by (seed, task, index), never by the
-label, and recorded. The display then applies an automatic gain and TGC: the in-fan intensity is set to a
-drawn mean, spread and depth slope, then remapped monotonically (histogram matching) onto a fixed-shape
-distribution of that drawn mean and spread, so the whole in-fan histogram, not only its mean and spread, and
-the fan area carry no class information; brightness order and spatial structure are kept.
+focus, bandwidth, gain, TGC, dynamic range, organ zoom, lateral shift and mirroring, the position of a focal
+finding or of an organ's main structure, and the finding's size) is drawn per image from a generator seeded by
+(seed, task, index), never by the label, and recorded. The display then applies an automatic gain and TGC:
+the in-fan intensity is set to a drawn mean, spread and depth slope, then remapped monotonically (histogram
+matching) onto a fixed-shape distribution of that drawn mean and spread, so the whole in-fan histogram, not
+only its mean and spread, and the fan area carry no class information; brightness order and spatial structure
+are kept.
 Per-patient anatomy comes from a generator seeded by (seed, task, patient, class), so output bytes do not
 depend on the worker count.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from numpy.random import Generator
@@ -120,7 +121,7 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
         tgc_db_cm_mhz=float(ir.uniform(0.4, 0.7)),
         dynamic_range_db=float(ir.uniform(50, 70)),
         zoom=float(ir.uniform(*ZOOM.get(task, (0.8, 1.2)))),
-        shift=float(ir.uniform(-0.12, 0.12)),
+        shift=float(ir.uniform(*SHIFT.get(task, (-0.12, 0.12)))),
         flip=bool(ir.random() < 0.5),
         at_u=at_u,
         at_v=float(ir.uniform(-1, 1) * max(half - 0.6 * at_radius, 0.03)),
@@ -131,8 +132,12 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
     )
 
 
-ZOOM = {"synthus_organ": (0.7, 1.4)}  # whole-organ views: a wider range of organ sizes and depths
-RADIUS = {"synthus_lesion": (0.14, 0.22)}  # lesions large enough for their margin to show at 64 px
+ZOOM = {"synthus_organ": (0.6, 1.6)}  # whole-organ views: a wider range of organ sizes and depths
+SHIFT = {"synthus_organ": (-0.25, 0.25)}  # and of lateral positions
+RADIUS = {
+    "synthus_lesion": (0.14, 0.22),
+    "synthus_fatty": (0.14, 0.24),
+}  # lesions large enough for their margin to show at 64 px
 
 
 def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
@@ -164,29 +169,38 @@ def lesion_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
 
 
 def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
-    """Hepatorenal view: a fatty liver is brighter than the renal cortex and attenuates more; a normal liver is
-    about as bright as the cortex. The cortex level varies, so the contrast carries the label, not the level."""
-    degree = pr.uniform(0.55, 1.0) if fatty else pr.uniform(0.0, 0.15)
-    cortex = pr.uniform(0.5, 1.5)
-    return ph.kidney(
-        pr,
-        nz.depth_cm,
-        nz.placement(),
-        liver_echo=cortex * (0.9 + 2.5 * degree),
-        liver_atten=0.5 + 0.6 * degree,
-        cortex=cortex,
+    """Hepatorenal view: a fatty liver is much brighter than the renal cortex (hepatorenal ratio 2.5-5), a
+    normal liver about as bright (0.8-1.25). The liver's own level (against the body wall) and its attenuation
+    are drawn per patient alike in both classes, so only the liver-cortex contrast carries the label. A
+    gallbladder of any size, or none, darkens part of the view in both classes, so that the area of dark tissue
+    (which the display's histogram matching turns into a brighter rest) does not tell them apart."""
+    liver = float(np.exp(pr.uniform(np.log(0.8), np.log(3.0))))
+    ratio = pr.uniform(2.5, 5.0) if fatty else pr.uniform(0.8, 1.25)
+    view = ph.kidney(
+        pr, nz.depth_cm, nz.placement(), liver_echo=liver, liver_atten=pr.uniform(0.5, 1.0), cortex=liver / ratio
     )
+    gb = (pr.uniform(0.25, 0.5), pr.uniform(-0.3, 0.3), pr.uniform(0.04, 0.12), pr.uniform(0.08, 0.2))
+    gb_angle = pr.uniform(-0.6, 0.6)
+
+    def paint(cv: Canvas, ir: Generator) -> None:
+        view.paint(cv, ir)
+        if gb[2] > 0.06:  # a quarter of the patients have no gallbladder in view
+            cv.paint(ph.ellipse(cv, *gb, gb_angle), ph.ANECHOIC, 0.02)
+
+    return Anatomy(view.organ, paint)
 
 
 def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
     """Lung: chest wall, ribs with shadows and the pleural line; then A-lines (reverberations at multiples of
-    the pleural depth), B-lines (vertical comet tails along the beam, to the bottom) or a consolidation
-    (tissue-like lung with air bronchograms and a shredded deep border)."""
+    the pleural depth), B-lines (three to six vertical comet tails along the beam, to the bottom) or a
+    consolidation (tissue-like lung with air bronchograms and a shredded deep border). A-line and consolidation
+    views may show up to two B-lines, as a normal lung does, so that vertical streaks alone do not decide."""
     wall, _ = ph.body_wall(pr, nz.depth_cm, (0.3, 1.0))
     pleura = pr.uniform(0.15, 0.26)
     ribs = [s * pr.uniform(0.28, 0.42) for s in (-1, 1) if pr.random() < 0.8]
     decay = pr.uniform(0.35, 0.65)
-    b_lines = [(pr.uniform(-0.45, 0.45), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(pr.integers(1, 6))]
+    n_b = pr.integers(3, 7) if pattern == "b_lines" else pr.integers(0, 3)  # up to 2 B-lines are normal
+    b_lines = [(pr.uniform(-0.45, 0.45), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)]
     at = nz.placement()  # the consolidation's place and size, anywhere below the pleura
     cons = (max(at.u, pleura + 0.1), at.v, 1.3 * at.radius, 2 * at.radius)
     haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
@@ -202,12 +216,12 @@ def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
         elif pattern == "b_lines":
             for k in range(2, 4):
                 cv.paint(ph.line(cv.u - k * pleura, 0.012), 0.5 * decay ** (k - 1))
-            for pos, width, echo in b_lines:
-                cv.paint(ph.line(cv.line - pos - ir.uniform(-0.03, 0.03), width) * (cv.u > pleura), echo, 0.0)
         else:
             inside = ph.ellipse(cv, cons[0], cons[1], cons[2], cons[3], 0, 0.01, shred) * (cv.u > pleura)
             cv.paint(inside, 1.2 * cv.texture(ir, (14, 14), 0.35), 0.6)
             ph.scatter_points(cv, ir, inside, 40, 25.0)
+        for pos, width, echo in b_lines:
+            cv.paint(ph.line(cv.line - pos - ir.uniform(-0.03, 0.03), width) * (cv.u > pleura), echo, 0.0)
         for rv in ribs:
             cv.paint(ph.ellipse(cv, pleura - 0.03, rv, 0.03, 0.1), 10.0, 80.0)
 
@@ -234,6 +248,31 @@ def texture_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
     return Anatomy("parenchyma", paint)
 
 
+def organ_scene(pr: Generator, nz: Nuisance, organ: str) -> Anatomy:
+    """One organ's standard view, its main structure at the image's placement (anywhere in the fan), so that
+    where the dark and bright parts of a view lie does not tell the organ."""
+    at = nz.placement()
+    if organ == "kidney":
+        view = ph.kidney(pr, nz.depth_cm, replace(at, radius=0.2))  # radius 0.2: the patient's own size
+    else:
+        view = ph.ORGANS[organ](pr, nz.depth_cm, at)
+    # in every view: vessels and cysts of any size (so the area of fluid, which the display's histogram matching
+    # turns into a brighter rest, tells no organ) and a tissue texture
+    fluid = [
+        (pr.uniform(0.2, 0.9), pr.uniform(-0.45, 0.45), pr.uniform(0.03, 0.11), pr.uniform(0.05, 0.16))
+        for _ in range(pr.integers(0, 4))
+    ]
+    grain = ((8, 8), (14, 14), (20, 6), (40, 4))[pr.integers(4)], pr.uniform(0.2, 0.8)
+
+    def paint(cv: Canvas, ir: Generator) -> None:
+        view.paint(cv, ir)
+        for cu, cvv, ru, rv in fluid:
+            cv.paint(ph.ellipse(cv, cu, cvv, ru, rv, 0, 0.01), ph.ANECHOIC, 0.05)
+        cv.echo *= cv.texture(ir, *grain)
+
+    return Anatomy(view.organ, paint)
+
+
 def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
     """Hepatorenal view (liver, kidney), half the patients with a focal liver lesion, as a class-index mask."""
     at = nz.placement()
@@ -254,9 +293,7 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
 
 SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
     "synthus_lesion": lesion_scene,
-    "synthus_organ": lambda pr, nz, name: (
-        ph.ORGANS[name](pr, nz.depth_cm) if name != "kidney" else ph.kidney(pr, nz.depth_cm)
-    ),
+    "synthus_organ": lambda pr, nz, name: organ_scene(pr, nz, name),
     "synthus_fatty": lambda pr, nz, name: fatty_scene(pr, nz, name == "fatty"),
     "synthus_lung": lung_scene,
     "synthus_texture": texture_scene,
