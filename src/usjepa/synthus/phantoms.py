@@ -194,6 +194,18 @@ class Anatomy:
     paint: Painter
 
 
+def overlay(base: Anatomy, *parts: Painter | None) -> Anatomy:
+    """`base` with more painters applied after it, in order; None stands for a part this patient lacks."""
+
+    def paint(cv: Canvas, ir: Generator) -> None:
+        base.paint(cv, ir)
+        for part in parts:
+            if part is not None:
+                part(cv, ir)
+
+    return Anatomy(base.organ, paint)
+
+
 def body_wall(pr: Generator, depth_cm: float, fat_cm: tuple[float, float] = (0.3, 1.5)) -> tuple[Painter, float]:
     """Skin line, subcutaneous fat with septa, and a striated muscle layer; returns the painter and its bottom.
     Their echo levels vary between patients (×0.5 to ×2), so the wall's brightness is no reference level."""
@@ -363,7 +375,8 @@ def heart(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatom
     chambers = [(0.38, 0.13, 0.27, 0.11), (0.42, -0.13, 0.22, 0.1), (0.8, 0.13, 0.12, 0.11), (0.8, -0.14, 0.11, 0.1)]
     scale, c_u, c_v = pr.uniform(0.9, 1.1), 0.55, 0.0
     if at is not None:
-        scale, c_u, c_v = at.depth(0.7, 1.15), 0.1 + 0.45 * at.depth(0.7, 1.15), 0.5 * at.v
+        scale = at.depth(0.7, 1.15)
+        c_u, c_v = 0.1 + 0.45 * scale, 0.5 * at.v
 
     def paint(cv: Canvas, ir: Generator) -> None:
         cv.paint(layer(cv.u, -1, 2), 0.15 * cv.texture(ir, (8, 8), 0.6))

@@ -134,10 +134,8 @@ def draw_nuisance(ir: Generator, task: str) -> Nuisance:
 
 ZOOM = {"synthus_organ": (0.6, 1.6)}  # whole-organ views: a wider range of organ sizes and depths
 SHIFT = {"synthus_organ": (-0.25, 0.25)}  # and of lateral positions
-RADIUS = {
-    "synthus_lesion": (0.14, 0.22),
-    "synthus_fatty": (0.14, 0.24),
-}  # lesions large enough for their margin to show at 64 px
+# focal findings large enough to show at 64 px: a lesion's margin, fatty's kidney (its cortex carries the label)
+RADIUS = {"synthus_lesion": (0.14, 0.22), "synthus_fatty": (0.14, 0.24)}
 
 
 def _half_width(probe: str, radius: float, depth_cm: float, u: float) -> float:
@@ -158,14 +156,7 @@ def lesion_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
     host = ph.breast(pr, nz.depth_cm) if pr.random() < 0.5 else ph.liver(pr, nz.depth_cm)
     les = ph.lesion(pr, kind, nz.placement()) if kind != "normal" else ph.duct(pr, nz.placement())
     calc = ph.calcification(pr) if pr.random() < 0.3 else None
-
-    def paint(cv: Canvas, ir: Generator) -> None:
-        host.paint(cv, ir)
-        for part in (les, calc):
-            if part is not None:
-                part(cv, ir)
-
-    return Anatomy(host.organ, paint)
+    return ph.overlay(host, les, calc)
 
 
 def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
@@ -182,12 +173,10 @@ def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
     gb = (pr.uniform(0.25, 0.5), pr.uniform(-0.3, 0.3), pr.uniform(0.04, 0.12), pr.uniform(0.08, 0.2))
     gb_angle = pr.uniform(-0.6, 0.6)
 
-    def paint(cv: Canvas, ir: Generator) -> None:
-        view.paint(cv, ir)
-        if gb[2] > 0.06:  # a quarter of the patients have no gallbladder in view
-            cv.paint(ph.ellipse(cv, *gb, gb_angle), ph.ANECHOIC, 0.02)
+    def gallbladder(cv: Canvas, ir: Generator) -> None:
+        cv.paint(ph.ellipse(cv, *gb, gb_angle), ph.ANECHOIC, 0.02)
 
-    return Anatomy(view.organ, paint)
+    return ph.overlay(view, gallbladder if gb[2] > 0.06 else None)  # a quarter of the patients have none in view
 
 
 def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
@@ -264,13 +253,12 @@ def organ_scene(pr: Generator, nz: Nuisance, organ: str) -> Anatomy:
     ]
     grain = ((8, 8), (14, 14), (20, 6), (40, 4))[pr.integers(4)], pr.uniform(0.2, 0.8)
 
-    def paint(cv: Canvas, ir: Generator) -> None:
-        view.paint(cv, ir)
+    def fluid_and_texture(cv: Canvas, ir: Generator) -> None:
         for cu, cvv, ru, rv in fluid:
             cv.paint(ph.ellipse(cv, cu, cvv, ru, rv, 0, 0.01), ph.ANECHOIC, 0.05)
         cv.echo *= cv.texture(ir, *grain)
 
-    return Anatomy(view.organ, paint)
+    return ph.overlay(view, fluid_and_texture)
 
 
 def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
@@ -282,13 +270,7 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
         if pr.random() < 0.5
         else None
     )
-
-    def paint(cv: Canvas, ir: Generator) -> None:
-        anatomy.paint(cv, ir)
-        if les is not None:
-            les(cv, ir)
-
-    return Anatomy("kidney", paint)
+    return ph.overlay(anatomy, les)
 
 
 SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
