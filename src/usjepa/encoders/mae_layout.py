@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import timm
 
-from usjepa.encoders.frozen import TimmViT, token_poolings
+from usjepa.encoders.frozen import TimmViT
 from usjepa.encoders.published import (
     Checkpoint,
+    fresh_fc_norm,
     grid_of,
-    load_strict,
+    published_vit,
     split_off,
     vit_dims,
 )
 from usjepa.errors import CheckpointError
-from usjepa.weights import file_sha256
 
 DECODER = r"(mask_token$|decoder_)"
 
@@ -47,19 +47,5 @@ def mae_encoder(
     )
     norm = []
     if global_pool == "avg":
-        sd, norm = split_off(sd, r"norm\.")
-        sd |= {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}
-    arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
-    report = load_strict(model, sd, ckpt, arch, dropped + head + norm, found)
-    return TimmViT(
-        ckpt.spec,
-        model,
-        img_size,
-        dims["in_chans"],
-        mean,
-        std,
-        pooling,
-        token_poolings(model),
-        file_sha256(ckpt.path),
-        load_report=report,
-    )
+        sd, norm = fresh_fc_norm(sd, model)
+    return published_vit(ckpt, model, sd, dims, img_size, dropped + head + norm, found, pooling, mean, std)

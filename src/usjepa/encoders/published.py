@@ -17,8 +17,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from usjepa.encoders.frozen import TimmViT, token_poolings
 from usjepa.errors import CheckpointError
-from usjepa.weights import load_weights, state_dict_from
+from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
+from usjepa.weights import file_sha256, load_weights, state_dict_from
 
 log = logging.getLogger("usjepa.encoders")
 
@@ -112,6 +114,43 @@ def load_strict(
     report += f"; dropped {len(dropped)}: {summarise(dropped)}" if dropped else "; dropped none"
     log.info(report)
     return report
+
+
+def fresh_fc_norm(sd: dict[str, torch.Tensor], model: nn.Module) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """A file's final norm dropped and the model's fresh fc_norm in its place (a head over the patch mean)."""
+    sd, norm = split_off(sd, r"norm\.")
+    return sd | {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}, norm
+
+
+def published_vit(
+    ckpt: Checkpoint,
+    model: nn.Module,
+    sd: dict[str, torch.Tensor],
+    dims: dict,
+    img_size: int,
+    dropped: list[str],
+    found: str,
+    pooling: str,
+    mean: tuple[float, ...] = IMAGENET_MEAN,
+    std: tuple[float, ...] = IMAGENET_STD,
+) -> TimmViT:
+    """``sd`` loaded strictly into a timm ViT or BEiT ``model``, as a frozen encoder carrying its load report."""
+    kind = "BEiT" if type(model).__name__ == "Beit" else "ViT"
+    heads = model.blocks[0].attn.num_heads
+    arch = f"{kind} {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
+    report = load_strict(model, sd, ckpt, arch, dropped, found)
+    return TimmViT(
+        ckpt.spec,
+        model,
+        img_size,
+        dims["in_chans"],
+        mean,
+        std,
+        pooling,
+        token_poolings(model),
+        file_sha256(ckpt.path),
+        load_report=report,
+    )
 
 
 def vit_dims(sd: dict[str, torch.Tensor], ckpt: Checkpoint, prefix: str = "blocks.") -> dict:

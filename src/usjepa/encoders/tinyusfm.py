@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import timm
 
-from usjepa.encoders.frozen import FrozenEncoder, TimmViT, token_poolings
+from usjepa.encoders.frozen import FrozenEncoder
 from usjepa.encoders.published import (
     grid_of,
-    load_strict,
+    published_vit,
     read_checkpoint,
     split_off,
     strip_prefix,
@@ -24,8 +24,6 @@ from usjepa.encoders.published import (
 )
 from usjepa.encoders.registry import register
 from usjepa.errors import CheckpointError
-from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
-from usjepa.weights import file_sha256
 
 PUBLISHED = (
     "https://github.com/MacDunno/TinyUSFM#-installing-model-weight (Google Drive: "
@@ -53,17 +51,4 @@ def build(spec: str, path: str) -> FrozenEncoder:
         global_pool="avg",
         **dims,
     )
-    arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {HEADS} heads, patch {dims['patch_size']}, {img_size} px"
-    report = load_strict(model, sd, ckpt, arch, head, "TinyUSFM layout (fc_norm, no norm)")
-    return TimmViT(
-        spec,
-        model,
-        img_size,
-        dims["in_chans"],
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "head",
-        token_poolings(model),
-        file_sha256(ckpt.path),
-        load_report=report,
-    )
+    return published_vit(ckpt, model, sd, dims, img_size, head, "TinyUSFM layout (fc_norm, no norm)", "head")

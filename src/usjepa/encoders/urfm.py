@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import timm
 
-from usjepa.encoders.frozen import FrozenEncoder, TimmViT, token_poolings
+from usjepa.encoders.frozen import FrozenEncoder
 from usjepa.encoders.published import (
     grid_of,
-    load_strict,
+    published_vit,
     read_checkpoint,
     split_off,
     strip_wrapper,
@@ -25,8 +25,6 @@ from usjepa.encoders.published import (
 from usjepa.encoders.registry import register
 from usjepa.encoders.usfm import PRETRAINING_ONLY, beit_encoder
 from usjepa.errors import CheckpointError
-from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
-from usjepa.weights import file_sha256
 
 PUBLISHED = "https://huggingface.co/QingboKang/URFM (code: github.com/sonovision-ai/URFM; convert to .safetensors)"
 HEADS = 12
@@ -48,17 +46,4 @@ def build(spec: str, path: str) -> FrozenEncoder:
     model = timm.create_model(
         "vit_base_patch16_224", pretrained=False, num_classes=0, img_size=img_size, num_heads=HEADS, **dims
     )
-    arch = f"ViT {dims['embed_dim']}x{dims['depth']}, {HEADS} heads, patch {dims['patch_size']}, {img_size} px"
-    report = load_strict(model, sd, ckpt, arch, dropped, "plain ViT layout")
-    return TimmViT(
-        spec,
-        model,
-        img_size,
-        dims["in_chans"],
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "mean",
-        token_poolings(model),
-        file_sha256(ckpt.path),
-        load_report=report,
-    )
+    return published_vit(ckpt, model, sd, dims, img_size, dropped, "plain ViT layout", "mean")

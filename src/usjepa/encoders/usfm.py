@@ -27,11 +27,12 @@ import timm
 import torch
 from torch import nn
 
-from usjepa.encoders.frozen import FrozenEncoder, TimmViT, token_poolings
+from usjepa.encoders.frozen import FrozenEncoder, TimmViT
 from usjepa.encoders.published import (
     Checkpoint,
+    fresh_fc_norm,
     grid_of,
-    load_strict,
+    published_vit,
     read_checkpoint,
     rename,
     split_off,
@@ -40,8 +41,6 @@ from usjepa.encoders.published import (
 )
 from usjepa.encoders.registry import register
 from usjepa.errors import CheckpointError, ConfigError
-from usjepa.modelio import IMAGENET_MEAN, IMAGENET_STD
-from usjepa.weights import file_sha256
 
 PUBLISHED = (
     "https://github.com/openmedlab/USFM#-latest-usfm-weight (USFM_latest.pth, Google Drive: "
@@ -94,23 +93,9 @@ def beit_encoder(ckpt: Checkpoint, sd: dict, heads: int, eps: float, found: str,
         **dims,
     )
     if "fc_norm.weight" not in sd:
-        sd, norm = split_off(sd, r"norm\.")
+        sd, norm = fresh_fc_norm(sd, model)
         dropped = dropped + norm
-        sd |= {k: v for k, v in model.state_dict().items() if k.startswith("fc_norm.")}
-    arch = f"BEiT {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
-    report = load_strict(model, sd, ckpt, arch, dropped, found)
-    return TimmViT(
-        ckpt.spec,
-        model,
-        img_size,
-        dims["in_chans"],
-        IMAGENET_MEAN,
-        IMAGENET_STD,
-        "head",
-        token_poolings(model),
-        file_sha256(ckpt.path),
-        load_report=report,
-    )
+    return published_vit(ckpt, model, sd, dims, img_size, dropped, found, "head")
 
 
 def usfm_file(ckpt: Checkpoint, found: str = "USFM release layout") -> TimmViT:
