@@ -183,13 +183,18 @@ def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
     """Lung: chest wall, ribs with shadows and the pleural line; then A-lines (reverberations at multiples of
     the pleural depth), B-lines (three to six vertical comet tails along the beam, to the bottom) or a
     consolidation (tissue-like lung with air bronchograms and a shredded deep border). A-line and consolidation
-    views may show up to two B-lines, as a normal lung does, so that vertical streaks alone do not decide."""
+    views may show up to two B-lines, as a normal lung does, so that vertical streaks alone do not decide. The
+    B-lines of a view gather in one intercostal space (a cluster 0.06-0.4 wide, confluent at its narrowest), so
+    that how many image columns hold a streak does not count them."""
     wall, _ = ph.body_wall(pr, nz.depth_cm, (0.3, 1.0))
     pleura = pr.uniform(0.15, 0.26)
     ribs = [s * pr.uniform(0.28, 0.42) for s in (-1, 1) if pr.random() < 0.8]
     decay = pr.uniform(0.35, 0.65)
     n_b = pr.integers(3, 7) if pattern == "b_lines" else pr.integers(0, 3)  # up to 2 B-lines are normal
-    b_lines = [(pr.uniform(-0.45, 0.45), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)]
+    centre, cluster = pr.uniform(-0.3, 0.3), pr.uniform(0.03, 0.2)  # B-lines gather in one intercostal space
+    b_lines = [
+        (centre + cluster * pr.uniform(-1, 1), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)
+    ]
     at = nz.placement()  # the consolidation's place and size, anywhere below the pleura
     cons = (max(at.u, pleura + 0.1), at.v, 1.3 * at.radius, 2 * at.radius)
     haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
