@@ -49,7 +49,7 @@ def _logged_step(run) -> int:
     try:
         with open(run / "metrics.csv") as f:
             return max((int(r["step"]) for r in csv.DictReader(f)), default=0)
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError):  # not there yet, or caught mid-write (a torn header or row)
         return 0
 
 

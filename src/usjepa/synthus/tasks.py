@@ -192,9 +192,7 @@ def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
     decay = pr.uniform(0.35, 0.65)
     n_b = pr.integers(3, 7) if pattern == "b_lines" else pr.integers(0, 3)  # up to 2 B-lines are normal
     centre, cluster = pr.uniform(-0.3, 0.3), pr.uniform(0.03, 0.2)  # B-lines gather in one intercostal space
-    b_lines = [
-        (centre + cluster * pr.uniform(-1, 1), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)
-    ]
+    b_lines = [(centre + cluster * pr.uniform(-1, 1), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)]
     at = nz.placement()  # the consolidation's place and size, anywhere below the pleura
     cons = (max(at.u, pleura + 0.1), at.v, 1.3 * at.radius, 2 * at.radius)
     haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
