@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from timm.models.beit import Beit
 from torch import nn
 
 from usjepa.encoders.frozen import TimmViT, token_poolings
@@ -135,7 +136,7 @@ def published_vit(
     std: tuple[float, ...] = IMAGENET_STD,
 ) -> TimmViT:
     """``sd`` loaded strictly into a timm ViT or BEiT ``model``, as a frozen encoder carrying its load report."""
-    kind = "BEiT" if type(model).__name__ == "Beit" else "ViT"
+    kind = "BEiT" if isinstance(model, Beit) else "ViT"
     heads = model.blocks[0].attn.num_heads
     arch = f"{kind} {dims['embed_dim']}x{dims['depth']}, {heads} heads, patch {dims['patch_size']}, {img_size} px"
     report = load_strict(model, sd, ckpt, arch, dropped, found)

@@ -278,7 +278,7 @@ def segment_scene(pr: Generator, nz: Nuisance, _: str) -> Anatomy:
 
 SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
     "synthus_lesion": lesion_scene,
-    "synthus_organ": lambda pr, nz, name: organ_scene(pr, nz, name),
+    "synthus_organ": organ_scene,
     "synthus_fatty": lambda pr, nz, name: fatty_scene(pr, nz, name == "fatty"),
     "synthus_lung": lung_scene,
     "synthus_texture": texture_scene,
