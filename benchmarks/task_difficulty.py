@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=123, help="simulation seed (tune on one, confirm on a fresh one)")
     ap.add_argument("--sizes", default="64,224")
     ap.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose small splits lack a class (smoke runs)")
-    ap.add_argument("--n", default="600,600", help="images per task, one per size")
+    ap.add_argument("--n", default="600", help="images per task: one count for every size, or one per size")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--seeds", type=int, default=5, help="probe seeds")
     ap.add_argument("--cnn-seeds", type=int, default=5, help="CNN seeds (about a minute each per task and size)")
@@ -239,6 +239,10 @@ def main() -> None:
         [int(n) for n in args.n.split(",")],
         args.tasks.split(","),
     )
+    if len(ns) == 1:
+        ns *= len(sizes)
+    if len(ns) != len(sizes):
+        ap.error(f"--n {args.n}: {len(ns)} counts for {len(sizes)} sizes ({args.sizes})")
     results, split_sizes, t0 = {}, {}, time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.data or tmp)

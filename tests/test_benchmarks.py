@@ -44,6 +44,13 @@ def test_probe_grid_batched_heads_end_as_if_trained_alone():
     assert out.count("identical results: True") == 2 and len(re.findall(r"speed-up at \d+ heads: \d+\.\dx", out)) == 2
 
 
+def test_task_difficulty_refuses_image_counts_that_do_not_match_the_sizes():
+    """One --n applies to every size; a list must give one count per size (zip used to drop the extra size)."""
+    args = [sys.executable, str(BENCHMARKS / "task_difficulty.py"), "--sizes", "32,48", "--n", "50,60,70"]
+    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "--n 50,60,70: 3 counts for 2 sizes (32,48)" in out.stderr
+
+
 def test_task_difficulty_prints_every_column_for_every_task_and_size():
     out = _run(
         "task_difficulty.py",
