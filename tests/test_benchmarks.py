@@ -8,8 +8,14 @@ from pathlib import Path
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
+def _call(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300
+    )
+
+
 def _run(script: str, *args: str) -> str:
-    out = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], capture_output=True, text=True, timeout=300)
+    out = _call(script, *args)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -46,8 +52,7 @@ def test_probe_grid_batched_heads_end_as_if_trained_alone():
 
 def test_task_difficulty_refuses_image_counts_that_do_not_match_the_sizes():
     """One --n applies to every size; a list must give one count per size (zip used to drop the extra size)."""
-    args = [sys.executable, str(BENCHMARKS / "task_difficulty.py"), "--sizes", "32,48", "--n", "50,60,70"]
-    out = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    out = _call("task_difficulty.py", "--sizes", "32,48", "--n", "50,60,70")
     assert out.returncode == 2 and "--n 50,60,70: 3 counts for 2 sizes (32,48)" in out.stderr
 
 
