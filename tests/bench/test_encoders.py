@@ -248,6 +248,29 @@ def test_hf_patch_map_drops_cls_and_register_tokens(tmp_path):
     assert enc.stride() == 16
 
 
+@pytest.mark.parametrize("family", ["vit", "beit"])
+def test_hf_vit_and_beit_take_another_input_size(tmp_path, family):
+    """Position embeddings are interpolated (as a SALT teacher on another grid needs); native size unchanged."""
+    import transformers  # in the test extra
+
+    small = dict(image_size=32, patch_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    if family == "vit":
+        model = transformers.ViTModel(transformers.ViTConfig(intermediate_size=64, **small), add_pooling_layer=False)
+    else:
+        model = transformers.BeitModel(
+            transformers.BeitConfig(intermediate_size=64, use_absolute_position_embeddings=True, **small)
+        )
+    model.eval().save_pretrained(tmp_path)  # no preprocessor_config.json: the model's own size is the input
+    enc = registry.load(f"hf:{tmp_path}")
+    assert enc.img_size == 32
+    with torch.inference_mode():
+        x = torch.rand(2, 3, 32, 32)
+        native = model(pixel_values=x).last_hidden_state[:, 1:]
+        assert torch.allclose(enc.patch_map(x), native.transpose(1, 2).reshape(2, 32, 2, 2), atol=1e-6)
+        assert enc.patch_map(torch.rand(2, 3, 64, 64)).shape == (2, 32, 4, 4)
+        assert enc.features(torch.rand(2, 3, 64, 64), "mean").shape == (2, 32)
+
+
 def test_families_come_from_the_registry():
     assert {"effnet-lite0", "hf", "pixels", "random", "timm", "urfm", "usfm", "usjepa"} <= set(registry.families())
     assert registry.usage().startswith("effnet-lite0[:SIZE], hf:DIR")

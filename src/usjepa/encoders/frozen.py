@@ -6,6 +6,7 @@ It gives pooled features (the benchmark's) and a patch-token map [B, D, h, w] at
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 from dataclasses import dataclass, field
 
@@ -202,12 +203,19 @@ class TimmCNN(FrozenEncoder):
 class HFViT(FrozenEncoder):
     """A transformers ViT (DINOv2, DINOv3, ...): CLS first, then register tokens, then the patches."""
 
+    def _run(self, x: torch.Tensor, **kw):
+        """The model's forward at any input size: ViT, BEiT and data2vec interpolate their position embeddings
+        only when asked (a no-op at their native size); DINOv2 and DINOv3 take no such argument and always do."""
+        if "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters:
+            kw["interpolate_pos_encoding"] = True
+        return self.model(pixel_values=x, **kw)
+
     def _n_prefix(self) -> int:
         return 1 + getattr(self.model.config, "num_register_tokens", 0)
 
     def _last_blocks(self, x: torch.Tensor, idx: list[int]) -> list[torch.Tensor]:
         """Tokens of the blocks ``idx``, through the final norm (as DINOv2's own linear evaluation takes them)."""
-        hidden = self.model(pixel_values=x, output_hidden_states=True).hidden_states[1:]
+        hidden = self._run(x, output_hidden_states=True).hidden_states[1:]
         norm = getattr(self.model, "layernorm", None) or getattr(self.model, "norm", None) or nn.Identity()
         return [norm(hidden[i]) for i in idx]
 
@@ -219,12 +227,12 @@ class HFViT(FrozenEncoder):
             n = int(MULTI_BLOCK.fullmatch(pooling).group(2))
             return _multi_block(self._last_blocks(x, list(range(self._depth()))[-n:]), pooling, self._n_prefix())
         if pooling == "head":  # the model's own pooler (BEiT's: layernorm of the patch mean)
-            return self.model(pixel_values=x).pooler_output
-        return _pool(self.model(pixel_values=x).last_hidden_state, pooling, self._n_prefix())
+            return self._run(x).pooler_output
+        return _pool(self._run(x).last_hidden_state, pooling, self._n_prefix())
 
     def patch_map(self, x: torch.Tensor, layer: int = -1, last_k: int = 1) -> torch.Tensor:
         if layer == -1 and last_k == 1:
-            tokens = [self.model(pixel_values=x).last_hidden_state]
+            tokens = [self._run(x).last_hidden_state]
         else:
             tokens = self._last_blocks(x, _block_indices(self.model.config.num_hidden_layers, layer, last_k, self.spec))
         return _tokens_to_map(torch.stack(tokens).mean(0)[:, self._n_prefix() :])

@@ -31,8 +31,10 @@ def build(spec: str, path: str) -> FrozenEncoder:
         ) from None
     model = AutoModel.from_pretrained(p, local_files_only=True, use_safetensors=True)
     pre = json.loads((p / "preprocessor_config.json").read_text()) if (p / "preprocessor_config.json").is_file() else {}
+    native = getattr(model.config, "image_size", 224)  # without a preprocessor config: the model's own size
+    native = native if isinstance(native, int) else native[0]
     size = pre.get("crop_size", pre.get("size", {})) or {}
-    img_size = size.get("height", size.get("shortest_edge", 224)) if isinstance(size, dict) else int(size)
+    img_size = size.get("height", size.get("shortest_edge", native)) if isinstance(size, dict) else int(size)
     weights = sorted(p.glob("*.safetensors"))
     sha = hashlib.sha256("".join(file_sha256(w) for w in weights).encode()).hexdigest() if weights else None
     pooling = default_pooling(model.config)
