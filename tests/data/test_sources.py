@@ -81,6 +81,8 @@ def test_dicom_photometrics_decode_to_uint8(name, shape):
 def test_palette_lut_gives_colour_and_ybr_is_rgb():
     pal = open_source(get_testdata_file("OBXXXX1A.dcm")).load(0).image.astype(int)
     assert (pal.max(-1) - pal.min(-1)).max() > 100  # the blue banner survives the LUT
+    big_endian = open_source(get_testdata_file("OBXXXX1A_expb.dcm")).load(0).image.astype(int)
+    assert np.abs(big_endian - pal).max() <= 1  # its LUT holds 8-bit values in 16-bit words: not scaled to black
     ybr = open_source(get_testdata_file("SC_ybr_full_uncompressed.dcm")).load(0).image
     rgb = open_source(get_testdata_file("SC_rgb.dcm")).load(0).image
     assert np.abs(ybr.astype(int) - rgb.astype(int)).max() <= 8  # YBR rounding

@@ -223,7 +223,7 @@ def read_dicom(p: Path, frame: int = 0) -> np.ndarray:
     try:
         a = pixel_array(str(p), ds_out=ds, index=frame)
         if ds.PhotometricInterpretation == "PALETTE COLOR":
-            a = apply_color_lut(a, ds)
+            a = _palette_rgb(a, ds)
     except IndexError:
         n = ds.get("NumberOfFrames", 1)
         raise DataError(f"{p}: frame {frame} out of range (the file has {n} frames)") from None
@@ -236,12 +236,23 @@ def read_dicom(p: Path, frame: int = 0) -> np.ndarray:
 def _dicom_to_uint8(a: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     if a.dtype == np.uint8:
         return a
-    if ds.PhotometricInterpretation == "PALETTE COLOR" or a.ndim == 3:
-        bits = 16 if ds.PhotometricInterpretation == "PALETTE COLOR" else int(ds.BitsStored)
-        return (a.astype(np.float64) * (255.0 / (2**bits - 1))).round().clip(0, 255).astype(np.uint8)
+    if a.ndim == 3:
+        return _scale_bits(a, int(ds.BitsStored))
     a = a.astype(np.float64)
     lo, hi = a.min(), a.max()
     return np.zeros(a.shape, np.uint8) if hi <= lo else ((a - lo) * (255.0 / (hi - lo))).round().astype(np.uint8)
+
+
+def _palette_rgb(a: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """PALETTE COLOR through its LUT as uint8, scaled by what the LUT holds: 16-bit entries, or 8-bit values in
+    16-bit words as some files store them (pydicom's OBXXXX1A_expb.dcm), which a 16-bit scale turns black."""
+    every_index = np.arange(2 ** int(ds.BitsStored), dtype=np.uint8 if ds.BitsAllocated == 8 else np.uint16)
+    full = apply_color_lut(every_index, ds).max()
+    return _scale_bits(apply_color_lut(a, ds), 8 if full <= 255 else 16)
+
+
+def _scale_bits(a: np.ndarray, bits: int) -> np.ndarray:
+    return (a.astype(np.float64) * (255.0 / (2**bits - 1))).round().clip(0, 255).astype(np.uint8)
 
 
 def video_frames(p: Path) -> tuple[int, float | None]:
