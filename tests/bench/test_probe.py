@@ -65,9 +65,12 @@ def test_batched_heads_end_exactly_as_if_trained_alone(digits):
         Head(2, 0.5, lr=3e-3),
         Head(3, 0.05),
         Head(4, 1.0),
-    ]  # seeds of a fraction share a sort
-    cfg = ProbeConfig(max_epochs=30)
+        Head(0, 1.0, lr=0.3),
+        Head(1, 0.05, lr=0.3),
+    ]  # seeds of a fraction share a sort; a seed's learning rates share a stream
+    cfg = ProbeConfig(max_epochs=30, patience=5)
     together = fit(xtr, ytr, xva, yva, 10, heads, cfg)
+    assert together.epochs_run[5] < together.epochs_run[0]  # its stream goes on without it (slots compacted)
     for i, h in enumerate(heads):
         alone = fit(xtr, ytr, xva, yva, 10, [h], cfg)
         assert alone.best_epoch[0] == together.best_epoch[i] and alone.epochs_run[0] == together.epochs_run[i]

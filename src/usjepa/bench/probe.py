@@ -120,7 +120,8 @@ class _Streams:
     and batches (their generators share the seed), so they differ only in learning rate. Each stream gathers its
     batch once and its heads train in one matrix product: weights [G, L, C, D+1] (bias last), L the most heads of
     any stream; a stream's unused slots have learning rate 0 and stay zero. A stream is dropped once all its heads
-    have stopped; a stopped head of a running stream trains on unobserved, so its kept results are untouched.
+    have stopped, and L shrinks to the most heads any stream still trains (each stream's training heads packed
+    first); a stopped head left in a running stream trains on unobserved, so its kept results are untouched.
 
     Initialisation and batch streams come from CPU generators, so a head trains alike on any device.
     """
@@ -145,12 +146,19 @@ class _Streams:
         self.subsets = [torch.from_numpy(fewshot_subset(y, f, seed)) for seed, f in keys]
         self.carry = [torch.zeros(0, dtype=torch.long) for _ in keys]
 
-    def keep(self, mask: torch.Tensor) -> None:
-        """Drop finished streams, so that later steps cost only what is still training."""
+    def keep(self, training: torch.Tensor) -> None:
+        """Drop finished streams and stopped heads' slots (``training``: per head, then False for unused slots),
+        so that later steps cost only what is still training."""
+        live = training[self.slot]  # [G, L]
+        streams, width = live.any(1), int(live.sum(1).max())
+        if streams.all() and width == live.shape[1]:
+            return
+        order = live[streams].int().sort(dim=1, descending=True, stable=True).indices[:, :width]  # training heads first
         self.slot, self.w, self.m, self.v, self.lr, self.l2 = (
-            t[mask] for t in (self.slot, self.w, self.m, self.v, self.lr, self.l2)
+            t[streams].gather(1, order.view(*order.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))
+            for t in (self.slot, self.w, self.m, self.v, self.lr, self.l2)
         )
-        kept = mask.nonzero().view(-1).tolist()
+        kept = streams.nonzero().view(-1).tolist()
         self.gens, self.subsets, self.carry = ([lst[i] for i in kept] for lst in (self.gens, self.subsets, self.carry))
 
 
@@ -223,18 +231,17 @@ def _fit(x_train, y_train, x_val, y_val, n_classes: int, heads: list[Head], cfg:
         ids, w = live.slot.view(-1)[observed], live.w.view(-1, n_classes, dims)[observed]
         logits = torch.matmul(xv, w.transpose(1, 2))
         f1 = macro_f1(logits.argmax(-1), y_val, n_classes)
-        loss = -logits.log_softmax(-1).gather(2, y_val.view(1, -1, 1).expand(len(ids), -1, 1)).mean((1, 2))
         kept = f1 >= best_f1[ids]  # a tie keeps the later, longer-trained weights ...
-        best_w[ids[kept]], best_epoch[ids[kept]], best_loss[ids[kept]] = w[kept], epoch, loss[kept]
+        z = logits[kept]
+        loss = -z.log_softmax(-1).gather(2, y_val.view(1, -1, 1).expand(len(z), -1, 1)).mean((1, 2))
+        best_w[ids[kept]], best_epoch[ids[kept]], best_loss[ids[kept]] = w[kept], epoch, loss
         bad[ids] = torch.where(f1 > best_f1[ids], 0, bad[ids] + 1)  # ... but only a gain resets the patience
         best_f1[ids] = torch.maximum(best_f1[ids], f1)
         epochs_run[ids] = epoch
         training[ids] = bad[ids] < cfg.patience
-        going = training[live.slot].any(1)
-        if not going.any():
+        if not training[live.slot].any():
             break
-        if not going.all():
-            live.keep(going)
+        live.keep(training)
     if not cfg.early_stopping:
         epochs_run[:] = cfg.max_epochs
     return Probes(
