@@ -154,9 +154,9 @@ class _Streams:
         if streams.all() and width == live.shape[1]:
             return
         order = live[streams].int().sort(dim=1, descending=True, stable=True).indices[:, :width]  # training heads first
+        rows = torch.arange(len(order), device=order.device)[:, None]
         self.slot, self.w, self.m, self.v, self.lr, self.l2 = (
-            t[streams].gather(1, order.view(*order.shape, *([1] * (t.dim() - 2))).expand(-1, -1, *t.shape[2:]))
-            for t in (self.slot, self.w, self.m, self.v, self.lr, self.l2)
+            t[streams][rows, order] for t in (self.slot, self.w, self.m, self.v, self.lr, self.l2)
         )
         kept = streams.nonzero().view(-1).tolist()
         self.gens, self.subsets, self.carry = ([lst[i] for i in kept] for lst in (self.gens, self.subsets, self.carry))

@@ -5,6 +5,7 @@ It gives pooled features (the benchmark's) and a patch-token map [B, D, h, w] at
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import re
@@ -203,12 +204,16 @@ class TimmCNN(FrozenEncoder):
 class HFViT(FrozenEncoder):
     """A transformers ViT (DINOv2, DINOv3, ...): CLS first, then register tokens, then the patches."""
 
+    @functools.cached_property
+    def _any_size(self) -> dict[str, bool]:
+        """ViT, BEiT and data2vec interpolate their position embeddings only when asked (a no-op at their native
+        size); DINOv2 and DINOv3 take no such argument and always do."""
+        asks = "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters
+        return {"interpolate_pos_encoding": True} if asks else {}
+
     def _run(self, x: torch.Tensor, **kw):
-        """The model's forward at any input size: ViT, BEiT and data2vec interpolate their position embeddings
-        only when asked (a no-op at their native size); DINOv2 and DINOv3 take no such argument and always do."""
-        if "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters:
-            kw["interpolate_pos_encoding"] = True
-        return self.model(pixel_values=x, **kw)
+        """The model's forward at any input size."""
+        return self.model(pixel_values=x, **self._any_size, **kw)
 
     def _n_prefix(self) -> int:
         return 1 + getattr(self.model.config, "num_register_tokens", 0)
