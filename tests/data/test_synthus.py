@@ -223,7 +223,8 @@ def probe_accuracy(features: np.ndarray, y: np.ndarray, test: np.ndarray) -> flo
 def test_labels_need_more_than_a_global_statistic():
     """Per task: a linear probe on mean intensity, a 16-bin histogram or the spatial layout (8 x 8 mean grey
     levels) stays well below a logistic regression on frozen ImageNet EfficientNet-Lite0 features (test split
-    by patient)."""
+    by patient); and the layout, over 5 patient folds, stays within 8 points of chance (no class leaves a mean
+    image; SynthUS v2 before the display's per-depth flattening read 26.9 % on organ, chance 14.3 %)."""
     threads, model, size = torch.get_num_threads(), lite0(), 64
     torch.set_num_threads(1)  # the CI machine has 2 busy cores: one thread is faster
     norm = torch.tensor([0.485, 0.456, 0.406])[:, None, None], torch.tensor([0.229, 0.224, 0.225])[:, None, None]
@@ -241,12 +242,14 @@ def test_labels_need_more_than_a_global_statistic():
                 x = torch.nn.functional.interpolate(x, size=112, mode="bilinear")  # as effnet-lite0:112 runs
                 feats = model((x - norm[0]) / norm[1]).numpy()
             shortcut = max(probe_accuracy(f, y, test) for f in (mean, hist, layout))
+            folds = np.mean([probe_accuracy(layout, y, patient % 5 == k) for k in range(5)])
             reference, chance = probe_accuracy(feats, y, test), 1 / len(classes)
             print(
                 f"{task}: shortcut (mean / 16-bin histogram / 8 x 8 layout) {shortcut:.2f}, "
-                f"Lite0 reference {reference:.2f}, chance {chance:.2f}"
+                f"Lite0 reference {reference:.2f}, chance {chance:.2f}, layout over 5 folds {folds:.2f}"
             )
             assert reference >= chance + 0.3
             assert shortcut <= reference - 0.15
+            assert folds <= chance + 0.08
     finally:
         torch.set_num_threads(threads)

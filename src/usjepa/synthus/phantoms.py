@@ -272,9 +272,11 @@ def kidney(
     liver_echo: float = 1.2,
     liver_atten: float = 0.5,
     cortex: float = 0.8,
+    sinus_size: float = 1.0,
 ) -> Anatomy:
-    """Hepatorenal view: liver above a kidney with capsule, cortex, medullary pyramids and a bright sinus, centred
-    and sized by `at` (at.radius 0.2 keeps the patient's size) or by the patient. Marks 'liver' and 'kidney'."""
+    """Hepatorenal view: liver above a kidney with capsule, cortex, medullary pyramids and a bright sinus (its
+    radii x `sinus_size`), centred and sized by `at` (at.radius 0.2 keeps the patient's size) or by the patient.
+    Marks 'liver' and 'kidney'."""
     wall, wall_bottom = body_wall(pr, depth_cm)
     cu, cvv = pr.uniform(0.5, 0.62), pr.uniform(-0.1, 0.1)
     ru, rv, ang = pr.uniform(0.16, 0.22), pr.uniform(0.32, 0.42), pr.uniform(-0.35, 0.35)
@@ -292,7 +294,8 @@ def kidney(
         for a, r in pyr:
             pu, pv = r * ru * math.sin(a), r * rv * math.cos(a)
             cv.paint(ellipse(cv, cu + ca * pu + sa * pv, cvv - sa * pu + ca * pv, 0.05, 0.05), 0.12 * cortex)
-        cv.paint(ellipse(cv, cu, cvv, ru * 0.45, rv * 0.55, ang, 0.02, sinus), 4.0 * cv.texture(ir, (16, 16), 0.6), 0.8)
+        sinus_in = ellipse(cv, cu, cvv, ru * 0.45 * sinus_size, rv * 0.55 * sinus_size, ang, 0.02, sinus)
+        cv.paint(sinus_in, 4.0 * cv.texture(ir, (16, 16), 0.6), 0.8)
         wall(cv, ir)
         cv.mark("liver", layer(cv.u, wall_bottom + 0.01, 2))
         cv.mark("kidney", ellipse(cv, cu, cvv, ru + 0.03, rv + 0.03, ang))

@@ -7,7 +7,7 @@ finding or of an organ's main structure, and the finding's size) is drawn per im
 the in-fan intensity is set to a drawn mean, spread and depth slope, then remapped monotonically (histogram
 matching) onto a fixed-shape distribution of that drawn mean and spread, so the whole in-fan histogram, not
 only its mean and spread, and the fan area carry no class information; brightness order and spatial structure
-are kept.
+are kept. Finer passes then give every depth the same mean, so that no class leaves a mean image either.
 Per-patient anatomy comes from a generator seeded by (seed, task, patient, class), so output bytes do not
 depend on the worker count.
 """
@@ -164,11 +164,19 @@ def fatty_scene(pr: Generator, nz: Nuisance, fatty: bool) -> Anatomy:
     normal liver about as bright (0.8-1.25). The liver's own level (against the body wall) and its attenuation
     are drawn per patient alike in both classes, so only the liver-cortex contrast carries the label. A
     gallbladder of any size, or none, darkens part of the view in both classes, so that the area of dark tissue
-    (which the display's histogram matching turns into a brighter rest) does not tell them apart."""
+    (which the display's histogram matching turns into a brighter rest) does not tell them apart. The fatty
+    kidney's bright sinus is larger (renal sinus fat accumulates with a fatty liver), which brings the kidney's
+    mean display level back to the normal one's, so that a dark kidney-sized blob is not the label."""
     liver = float(np.exp(pr.uniform(np.log(0.8), np.log(3.0))))
     ratio = pr.uniform(2.5, 5.0) if fatty else pr.uniform(0.8, 1.25)
     view = ph.kidney(
-        pr, nz.depth_cm, nz.placement(), liver_echo=liver, liver_atten=pr.uniform(0.5, 1.0), cortex=liver / ratio
+        pr,
+        nz.depth_cm,
+        nz.placement(),
+        liver_echo=liver,
+        liver_atten=pr.uniform(0.5, 1.0),
+        cortex=liver / ratio,
+        sinus_size=1.4 if fatty else 1.0,
     )
     gb = (pr.uniform(0.25, 0.5), pr.uniform(-0.3, 0.3), pr.uniform(0.04, 0.12), pr.uniform(0.08, 0.2))
     gb_angle = pr.uniform(-0.6, 0.6)
@@ -185,14 +193,17 @@ def lung_scene(pr: Generator, nz: Nuisance, pattern: str) -> Anatomy:
     consolidation (tissue-like lung with air bronchograms and a shredded deep border). A-line and consolidation
     views may show up to two B-lines, as a normal lung does, so that vertical streaks alone do not decide. The
     B-lines of a view gather in one intercostal space (a cluster 0.06-0.4 wide, confluent at its narrowest), so
-    that how many image columns hold a streak does not count them."""
+    that how many image columns hold a streak does not count them; the cluster lies anywhere across the view
+    (streaks past an edge are mirrored back in), so that bright columns in the middle do not tell B-lines."""
     wall, _ = ph.body_wall(pr, nz.depth_cm, (0.3, 1.0))
     pleura = pr.uniform(0.15, 0.26)
     ribs = [s * pr.uniform(0.28, 0.42) for s in (-1, 1) if pr.random() < 0.8]
     decay = pr.uniform(0.35, 0.65)
     n_b = pr.integers(3, 7) if pattern == "b_lines" else pr.integers(0, 3)  # up to 2 B-lines are normal
-    centre, cluster = pr.uniform(-0.3, 0.3), pr.uniform(0.03, 0.2)  # B-lines gather in one intercostal space
-    b_lines = [(centre + cluster * pr.uniform(-1, 1), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for _ in range(n_b)]
+    centre, cluster = pr.uniform(-0.47, 0.47), pr.uniform(0.03, 0.2)  # B-lines gather in one intercostal space
+    spots = centre + cluster * pr.uniform(-1, 1, n_b)
+    spots = np.clip(spots, -0.94 - spots, 0.94 - spots)  # mirrored at +-0.47
+    b_lines = [(float(p), pr.uniform(0.012, 0.03), pr.uniform(3, 8)) for p in spots]
     at = nz.placement()  # the consolidation's place and size, anywhere below the pleura
     cons = (max(at.u, pleura + 0.1), at.v, 1.3 * at.radius, 2 * at.radius)
     haze = 10 ** pr.uniform(-2.3, -0.7)  # sub-pleural clutter level, varies between patients
@@ -289,21 +300,27 @@ SCENES: dict[str, Callable[[Generator, Nuisance, str], Anatomy]] = {
 def auto_gain(image: np.ndarray, mask: np.ndarray, nz: Nuisance) -> np.ndarray:
     """The display's automatic gain and TGC: in-fan intensity gets the drawn mean (`level`), spread and
     top-to-bottom `slope` around a depth profile smoothed over an eighth of the image, whatever the scene; then
-    the in-fan values are histogram-matched onto a normal shape of that level and spread (match_histogram)."""
-    rows = mask.sum(1)
-    row_mean = np.where(rows > 0, (image * mask).sum(1) / np.maximum(rows, 1), 0)
-    sigma = image.shape[0] / 8
-    weight = gaussian_filter1d(rows.astype(np.float64), sigma, mode="nearest")
-    profile = gaussian_filter1d(row_mean * rows, sigma, mode="nearest") / np.maximum(weight, 1e-9)
-    dev = image - profile[:, None]
+    the in-fan values are histogram-matched onto a normal shape of that level and spread (match_histogram).
+    Two finer passes (a profile over 1/32 of the image, then the match again) set every depth's mean to the
+    target too, so that where along the depth a class keeps its bright or dark tissue leaves no mean image."""
+    dev = image - _depth_profile(image, mask, image.shape[0] / 8)[:, None]
     spread = float(dev[mask].std()) or 1.0
+    rows = mask.sum(1)
     top = np.argmax(rows > 0)
     depth = (np.arange(image.shape[0]) - top) / max(image.shape[0] - top, 1) - 0.5
     target = nz.level + nz.slope * depth
-    shaped = target[:, None] + dev * (nz.spread / spread)
     out = np.zeros(image.shape, np.float32)
-    out[mask] = match_histogram(shaped[mask], nz.level, nz.spread)
+    out[mask] = match_histogram((target[:, None] + dev * (nz.spread / spread))[mask], nz.level, nz.spread)
+    for _ in range(2):
+        flat = out - (_depth_profile(out, mask, image.shape[0] / 32) - target)[:, None]
+        out[mask] = match_histogram(flat[mask], nz.level, nz.spread)
     return out
+
+
+def _depth_profile(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """In-fan mean intensity per image row, smoothed over sigma rows (rows weighted by their in-fan width)."""
+    total = gaussian_filter1d((image * mask).sum(1, dtype=np.float64), sigma, mode="nearest")
+    return total / np.maximum(gaussian_filter1d(mask.sum(1).astype(np.float64), sigma, mode="nearest"), 1e-9)
 
 
 def match_histogram(values: np.ndarray, level: float, spread: float) -> np.ndarray:
