@@ -172,15 +172,21 @@ U_RANGE = (0.25, 0.8)  # the depths a Placement's centre is drawn from
 @dataclass(frozen=True)
 class Placement:
     """Where a focal finding or an organ sits (depth-normalised centre, u drawn uniformly from U_RANGE) and how
-    large a finding is (mean radius): a nuisance."""
+    large a finding is (mean radius): a nuisance. With a view's `zoom`, u is the depth in the image (the canvas
+    depth is u / zoom) and v is already on the canvas."""
 
     u: float
     v: float
     radius: float
+    zoom: float = 1.0
+
+    def scale(self, lo: float, hi: float) -> float:
+        """The centre depth mapped linearly from U_RANGE onto [lo, hi]: for a size that follows the placement."""
+        return lo + (hi - lo) * (self.u - U_RANGE[0]) / (U_RANGE[1] - U_RANGE[0])
 
     def depth(self, lo: float, hi: float) -> float:
-        """The centre depth mapped linearly from U_RANGE onto [lo, hi], for anatomy that fits only there."""
-        return lo + (hi - lo) * (self.u - U_RANGE[0]) / (U_RANGE[1] - U_RANGE[0])
+        """The canvas depth that shows at that mapped image depth, for anatomy that fits only there."""
+        return self.scale(lo, hi) / self.zoom
 
 
 # ---- anatomy: a preset draws per-patient choices and returns how to paint each image ----
@@ -251,7 +257,7 @@ def liver(pr: Generator, depth_cm: float, at: Placement | None = None, fatty: fl
     wall, _ = body_wall(pr, depth_cm)
     echo, att = 1.0 + 2.5 * fatty, 0.5 + 0.7 * fatty
     dia, curve = pr.uniform(0.78, 0.92), pr.uniform(0.1, 0.4)
-    dia = at.depth(0.45, 1.0) if at is not None else dia
+    dia = at.depth(0.45, 0.85) if at is not None else dia
     vs = vessels(pr, pr.integers(2, 6), (0.25, max(dia - 0.1, 0.3)), 4.0 if fatty < 0.5 else 1.3 * echo)
 
     def paint(cv: Canvas, ir: Generator) -> None:
@@ -281,7 +287,7 @@ def kidney(
     cu, cvv = pr.uniform(0.5, 0.62), pr.uniform(-0.1, 0.1)
     ru, rv, ang = pr.uniform(0.16, 0.22), pr.uniform(0.32, 0.42), pr.uniform(-0.35, 0.35)
     if at is not None:
-        cu, cvv, ru, rv = at.u, at.v, ru * at.radius / 0.2, rv * at.radius / 0.2
+        cu, cvv, ru, rv = at.u / at.zoom, at.v, ru * at.radius / 0.2, rv * at.radius / 0.2
     n_pyr = pr.integers(5, 8)
     pyr = [(a, pr.uniform(0.55, 0.75)) for a in np.linspace(0, 2 * math.pi, n_pyr, endpoint=False) + pr.uniform(0, 1)]
     sinus = irregular(pr, 4, 0.15)
@@ -309,7 +315,7 @@ def bladder(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anat
     wall, _ = body_wall(pr, depth_cm)
     cu, cvv, ru, rv = pr.uniform(0.38, 0.48), 0.0, pr.uniform(0.14, 0.24), pr.uniform(0.25, 0.42)
     if at is not None:
-        cu, cvv = at.depth(0.32, 0.7), at.v
+        cu, cvv = at.depth(0.25, 0.8), at.v
     organ_u, organ_v, organ_r = cu + ru + pr.uniform(0.12, 0.18), cvv + pr.uniform(-0.2, 0.2), pr.uniform(0.1, 0.16)
     shape = irregular(pr, 2, 0.08)
 
@@ -378,7 +384,7 @@ def heart(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anatom
     chambers = [(0.38, 0.13, 0.27, 0.11), (0.42, -0.13, 0.22, 0.1), (0.8, 0.13, 0.12, 0.11), (0.8, -0.14, 0.11, 0.1)]
     scale, c_u, c_v = pr.uniform(0.9, 1.1), 0.55, 0.0
     if at is not None:
-        scale = at.depth(0.7, 1.15)
+        scale = at.scale(0.7, 1.15)
         c_u, c_v = 0.1 + 0.45 * scale, 0.5 * at.v
 
     def paint(cv: Canvas, ir: Generator) -> None:
@@ -401,7 +407,7 @@ def muscle(pr: Generator, depth_cm: float, at: Placement | None = None) -> Anato
     """Musculoskeletal: pennate muscle fascicles between bright fasciae, above a shadowing bone cortex (at the
     depth of `at`, or by the patient)."""
     wall, _ = body_wall(pr, depth_cm, (0.2, 0.6))
-    pen, period = pr.uniform(0.2, 0.5) * pr.choice((-1, 1)), pr.uniform(0.035, 0.06)
+    pen, period = pr.uniform(0.2, 0.5) * pr.choice((-1, 1)), pr.uniform(0.06, 0.1)
     bone, curve = pr.uniform(0.72, 0.86), pr.uniform(0.05, 0.3)
     bone = at.depth(0.5, 0.95) if at is not None else bone
 

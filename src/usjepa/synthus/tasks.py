@@ -98,6 +98,12 @@ class Nuisance:
     def placement(self) -> Placement:
         return Placement(self.at_u, self.at_v, self.at_radius)
 
+    def placement_in_view(self) -> Placement:
+        """The placement as a position in the image, moved only by the view's lateral shift: the zoom does not
+        push it out of view."""
+        v = self.at_v / self.zoom * (-1 if self.flip else 1)
+        return Placement(self.at_u, v, self.at_radius, self.zoom)
+
 
 def draw_nuisance(ir: Generator, task: str) -> Nuisance:
     """Nuisances of one image, from the image's generator (the same ranges for every class of a task).
@@ -253,8 +259,10 @@ def texture_scene(pr: Generator, nz: Nuisance, kind: str) -> Anatomy:
 
 def organ_scene(pr: Generator, nz: Nuisance, organ: str) -> Anatomy:
     """One organ's standard view, its main structure at the image's placement (anywhere in the fan), so that
-    where the dark and bright parts of a view lie does not tell the organ."""
-    at = nz.placement()
+    where the dark and bright parts of a view lie does not tell the organ. The placement is an image depth, not
+    a canvas one: a deep structure under a large zoom stays in view (the liver's diaphragm, the kidney, the
+    muscle's bone), instead of leaving a view with no sign of its organ."""
+    at = nz.placement_in_view()
     if organ == "kidney":
         view = ph.kidney(pr, nz.depth_cm, replace(at, radius=0.2))  # radius 0.2: the patient's own size
     else:
