@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from usjepa.bench.report import tables
+import numpy as np
+
+from usjepa.bench.report import label_agreement, tables, tsne_figure
 
 
 def _results() -> dict:
@@ -47,3 +49,22 @@ def test_effective_rank_is_one_value_per_task():
         "7.0",
         "7.0±0.0",
     ]  # the task's value; the mean column's sd is over tasks
+
+
+def test_label_agreement_tells_a_map_grouped_by_label_from_one_grouped_by_something_else():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 60)
+    by_label = rng.normal(size=(180, 2)) * 0.3 + np.array([[0, 0], [5, 0], [0, 5]])[y]
+    assert label_agreement(by_label, y) == 1.0
+    nuisance = rng.integers(3, size=180)  # clusters by a variable independent of the label
+    by_nuisance = rng.normal(size=(180, 2)) * 0.3 + np.array([[0, 0], [5, 0], [0, 5]])[nuisance]
+    assert abs(label_agreement(by_nuisance, y) - 1 / 3) < 0.12
+    assert np.isnan(label_agreement(by_label[:1], y[:1]))  # no neighbour to ask
+
+
+def test_the_tsne_figure_prints_each_maps_label_agreement():
+    y = np.repeat([0, 1], 15)
+    xy = np.random.default_rng(0).normal(size=(30, 2)) + 9 * y[:, None]
+    fig = tsne_figure({("enc", "task"): (xy, y)}, ["enc"], ["task"])
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert texts == ["10-NN label agreement 100 % (commonest 50 %)"]

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
@@ -369,6 +370,17 @@ def robustness_figure(results: dict, corruption: str) -> plt.Figure:
     return _curves(results, points, lambda task: f"{task}: {corruption}", xlabel="severity ε", xticks=range(4))
 
 
+def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+    """Share of points whose k nearest neighbours in the embedding (the point left out) mostly carry its label:
+    how far a map groups by label. A map that ignores the label scores about the commonest class's share."""
+    k = min(k, len(y) - 1)
+    if k < 1:
+        return float("nan")
+    near = NearestNeighbors(n_neighbors=k + 1).fit(xy).kneighbors(xy, return_distance=False)[:, 1:]
+    votes = np.stack([np.bincount(row, minlength=int(y.max()) + 1) for row in y[near]])
+    return float(np.mean(votes.argmax(1) == y))
+
+
 def tsne_figure(
     embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], encs: list[str], tasks: list[str]
 ) -> plt.Figure:
@@ -378,10 +390,17 @@ def tsne_figure(
             ax = axes[i][j]
             xy, y = embeddings[(enc, task)]
             ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=6, vmin=0, vmax=9)
+            share = np.bincount(y).max() / max(len(y), 1)
+            agree = f"10-NN label agreement {100 * label_agreement(xy, y):.0f} % (commonest {100 * share:.0f} %)"
+            ax.text(0.02, 0.02, agree, transform=ax.transAxes, fontsize=5.5)
             ax.set(xticks=[], yticks=[])
             ax.set_title(enc, fontsize=8) if i == 0 else None
             ax.set_ylabel(task, fontsize=8) if j == 0 else None
-    fig.suptitle("t-SNE of clean test features, coloured by label")
+    fig.suptitle(
+        "t-SNE of clean test features, coloured by label; in each map, the share of points whose 10 nearest"
+        " neighbours mostly carry their label",
+        fontsize=9,
+    )
     fig.tight_layout()
     return fig
 
