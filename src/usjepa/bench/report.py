@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
+MAP_NEIGHBOURS = 10  # the t-SNE panels' label agreement: neighbours asked per point
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
     "encoder",
@@ -370,7 +371,7 @@ def robustness_figure(results: dict, corruption: str) -> plt.Figure:
     return _curves(results, points, lambda task: f"{task}: {corruption}", xlabel="severity ε", xticks=range(4))
 
 
-def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = 10) -> float:
+def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = MAP_NEIGHBOURS) -> float:
     """Share of points whose k nearest neighbours in the embedding (the point left out) mostly carry its label:
     how far a map groups by label. A map that ignores the label scores about the commonest class's share."""
     k = min(k, len(y) - 1)
@@ -390,15 +391,15 @@ def tsne_figure(
             ax = axes[i][j]
             xy, y = embeddings[(enc, task)]
             ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=6, vmin=0, vmax=9)
-            share = np.bincount(y).max() / max(len(y), 1)
-            agree = f"10-NN label agreement {100 * label_agreement(xy, y):.0f} % (commonest {100 * share:.0f} %)"
-            ax.text(0.02, 0.02, agree, transform=ax.transAxes, fontsize=5.5)
+            agree, share = 100 * label_agreement(xy, y), 100 * np.bincount(y).max() / len(y)
+            label = f"{MAP_NEIGHBOURS}-NN label agreement {agree:.0f} % (commonest {share:.0f} %)"
+            ax.text(0.02, 0.02, label, transform=ax.transAxes, fontsize=5.5)
             ax.set(xticks=[], yticks=[])
             ax.set_title(enc, fontsize=8) if i == 0 else None
             ax.set_ylabel(task, fontsize=8) if j == 0 else None
     fig.suptitle(
-        "t-SNE of clean test features, coloured by label; in each map, the share of points whose 10 nearest"
-        " neighbours mostly carry their label",
+        "t-SNE of clean test features, coloured by label; in each map, the share of points whose "
+        f"{MAP_NEIGHBOURS} nearest neighbours mostly carry their label",
         fontsize=9,
     )
     fig.tight_layout()
