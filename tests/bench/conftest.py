@@ -51,9 +51,15 @@ def blob_image(rng: np.random.Generator, label: int, size: int = 32) -> np.ndarr
 
 
 def write_task(
-    folder: Path, n_patients: int = 12, per_patient: int = 6, n_test_patients: int = 4, seed: int = 0
+    folder: Path,
+    n_patients: int = 12,
+    per_patient: int = 6,
+    n_test_patients: int = 4,
+    seed: int = 0,
+    probes: tuple[str, ...] = (),
 ) -> Path:
-    """Main layout (train_val.json + test.json), 3 classes, patient groups, scan masks, version.txt."""
+    """Main layout (train_val.json + test.json), 3 classes, patient groups, scan masks, version.txt; with
+    `probes`, each entry names one of them (by patient), as SynthUS's entries do."""
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     (folder / "masks" / "scan").mkdir(parents=True, exist_ok=True)
@@ -74,6 +80,7 @@ def write_task(
                     "image": f"images/{name}",
                     "scan_mask": f"masks/scan/{name}",
                 }
+                | ({"probe": probes[p % len(probes)]} if probes else {})
             )
     for split, entries in splits.items():
         (folder / f"{split}.json").write_text(json.dumps(entries, indent=1))

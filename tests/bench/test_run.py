@@ -30,7 +30,7 @@ def _bench(capsys, *args: str) -> tuple[int, str, str]:
 def inputs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("bench")
     write_task(root / "data" / "synthus_lesion", seed=0)
-    write_task(root / "data" / "synthus_organ", seed=1)
+    write_task(root / "data" / "synthus_organ", seed=1, probes=("linear", "convex"))  # the t-SNE's probe line
     return {"root": root, "data": root / "data", "export": write_export(root / "export")}
 
 

@@ -96,3 +96,16 @@ def test_missing_and_unlabelled_tasks(tmp_path):
     with pytest.raises(DataError, match="task 'seg': entries have no 'label'"):
         load_task(str(folder))
     assert np.array_equal(load_task(str(write_task(tmp_path / "ok"))).labels("test")[:3], [0, 1, 2])
+
+
+def test_probe_kinds_where_every_record_names_one(tmp_path):
+    task = load_task(str(write_task(tmp_path / "named", probes=("phased", "linear"))))
+    kinds = task.probe_kinds("test")
+    named = [r.meta["probe"] for r in task.splits["test"]]
+    assert kinds.tolist() == [["linear", "phased"].index(k) for k in named] and set(named) == {"linear", "phased"}
+    assert load_task(str(write_task(tmp_path / "unnamed"))).probe_kinds("test") is None
+    assert load_task(str(write_task(tmp_path / "one", probes=("convex",)))).probe_kinds("test") is None
+    entries = json.loads((tmp_path / "named" / "test.json").read_text())
+    del entries[0]["probe"]  # one record without: no kinds rather than a wrong one
+    (tmp_path / "named" / "test.json").write_text(json.dumps(entries))
+    assert load_task(str(tmp_path / "named")).probe_kinds("test") is None

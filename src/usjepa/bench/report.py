@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -19,6 +20,17 @@ import numpy as np  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 MAP_NEIGHBOURS = 10  # the t-SNE panels' label agreement: neighbours asked per point
+
+
+class TsneMap(NamedTuple):
+    """One encoder's t-SNE of one task's test features: points, their labels and, where the records name it,
+    their probe kind (an index), to show whether the map groups by the label or by the acquisition."""
+
+    xy: np.ndarray
+    y: np.ndarray
+    probe: np.ndarray | None = None
+
+
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
     "encoder",
@@ -373,7 +385,8 @@ def robustness_figure(results: dict, corruption: str) -> plt.Figure:
 
 def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = MAP_NEIGHBOURS) -> float:
     """Share of points whose k nearest neighbours in the embedding (the point left out) mostly carry its label:
-    how far a map groups by label. A map that ignores the label scores about the commonest class's share."""
+    how far a map groups by label (or by any per-point variable, such as the probe kind). A map that ignores it
+    scores about the commonest value's share."""
     k = min(k, len(y) - 1)
     if k < 1:
         return float("nan")
@@ -382,28 +395,31 @@ def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = MAP_NEIGHBOURS) -> f
     return float(np.mean(votes.argmax(1) == y))
 
 
-def tsne_figure(
-    embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]], encs: list[str], tasks: list[str]
-) -> plt.Figure:
+def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: list[str]) -> plt.Figure:
     fig, axes = plt.subplots(len(tasks), len(encs), figsize=(2.6 * len(encs), 2.6 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
         for j, enc in enumerate(encs):
-            ax = axes[i][j]
-            xy, y = embeddings[(enc, task)]
-            ax.scatter(xy[:, 0], xy[:, 1], c=y, cmap="tab10", s=6, vmin=0, vmax=9)
-            agree, share = 100 * label_agreement(xy, y), 100 * np.bincount(y).max() / len(y)
-            label = f"{MAP_NEIGHBOURS}-NN label agreement {agree:.0f} % (commonest {share:.0f} %)"
-            ax.text(0.02, 0.02, label, transform=ax.transAxes, fontsize=5.5)
+            ax, m = axes[i][j], maps[(enc, task)]
+            ax.scatter(m.xy[:, 0], m.xy[:, 1], c=m.y, cmap="tab10", s=6, vmin=0, vmax=9)
+            lines = [_agreement_line(f"{MAP_NEIGHBOURS}-NN label agreement", m.xy, m.y)]
+            lines += [] if m.probe is None else [_agreement_line("probe kind", m.xy, m.probe)]
+            ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=5.5)
             ax.set(xticks=[], yticks=[])
             ax.set_title(enc, fontsize=8) if i == 0 else None
             ax.set_ylabel(task, fontsize=8) if j == 0 else None
     fig.suptitle(
         "t-SNE of clean test features, coloured by label; in each map, the share of points whose "
-        f"{MAP_NEIGHBOURS} nearest neighbours mostly carry their label",
+        f"{MAP_NEIGHBOURS} nearest neighbours mostly carry their label (and, where the records name it, their "
+        "probe kind)",
         fontsize=9,
     )
     fig.tight_layout()
     return fig
+
+
+def _agreement_line(what: str, xy: np.ndarray, y: np.ndarray) -> str:
+    agree, share = 100 * label_agreement(xy, y), 100 * np.bincount(y).max() / len(y)
+    return f"{what} {agree:.0f} % (commonest {share:.0f} %)"
 
 
 def monitor_curves(results: dict) -> dict[str, dict[int, dict]]:
@@ -457,9 +473,7 @@ def _png(fig: plt.Figure, path: Path) -> bytes:
     return buf.getvalue()
 
 
-def write_report(
-    out: Path, results: dict, embeddings: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
-) -> dict[str, Path]:
+def write_report(out: Path, results: dict, maps: dict[tuple[str, str], TsneMap]) -> dict[str, Path]:
     """Write every artefact into ``out``; returns their paths by name."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
@@ -487,7 +501,7 @@ def write_report(
     figures = {"fewshot": fewshot_figure(results)} if _select(results["rows"], protocol="fewshot") else {}
     for c in sorted({r["corruption"] for r in _select(results["rows"], protocol="robust")}):
         figures[f"robust_{c}"] = robustness_figure(results, c)
-    figures["tsne"] = tsne_figure(embeddings, list(results["encoders"]), list(results["tasks"]))
+    figures["tsne"] = tsne_figure(maps, list(results["encoders"]), list(results["tasks"]))
     if curves := monitor_curves(results):
         figures["monitor"] = monitor_figure(curves)
     images = {name: _png(fig, out / "plots" / f"{name}.png") for name, fig in figures.items()}

@@ -27,7 +27,7 @@ from usjepa.bench.grid import PRESETS, ProbeGrid, fit_grid, select
 from usjepa.bench.knn import knn_proba
 from usjepa.bench.probe import Head, ProbeConfig, chance_macro_f1, scores
 from usjepa.bench.provenance import provenance, verify
-from usjepa.bench.report import write_report
+from usjepa.bench.report import TsneMap, write_report
 from usjepa.bench.robustness import CORRUPTIONS, SEVERITIES, conditions, relative_drop
 from usjepa.bench.segprobe import VARIANTS
 from usjepa.bench.segrun import run_seg
@@ -202,7 +202,7 @@ def _run(cfg: BenchConfig) -> dict:
             out_dir(folder, flag)
     cache = Cache(cache_root)
     device = pick_device(cfg.device)
-    rows, embeddings, enc_info, grid = [], {}, {}, cfg.probe_grid()
+    rows, maps, enc_info, grid = [], {}, {}, cfg.probe_grid()
     for entry in cfg.encoders:
         enc = registry.load(entry.spec).to(device)
         pooling = cfg.pooling or enc.pooling
@@ -226,7 +226,7 @@ def _run(cfg: BenchConfig) -> dict:
             }
             tag |= {"task_warning": task.warning} if task.warning else {}
             rows += [tag | r for r in _evaluate(cfg, cache, enc, task, pooling)]
-            embeddings[(entry.name, task.name)] = _tsne(cfg, cache, enc, task, pooling)
+            maps[(entry.name, task.name)] = _tsne(cfg, cache, enc, task, pooling)
     rows, preds = split_predictions(rows)
     stats = annotate(
         rows, preds, {t.name: t.labels("test") for t in loaded}, {t.name: t.n_classes for t in loaded}, cfg.resamples
@@ -252,7 +252,7 @@ def _run(cfg: BenchConfig) -> dict:
         "rows": rows,
     } | stats
     results["provenance"]["cache"] = {"hits": cache.hits, "misses": cache.misses}
-    write_report(out, results, embeddings)
+    write_report(out, results, maps)
     return results
 
 
@@ -380,14 +380,13 @@ def _knn_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, po
     ]
 
 
-def _tsne(
-    cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str
-) -> tuple[np.ndarray, np.ndarray]:
-    """2-D t-SNE of (up to tsne_points) clean test features, cached."""
+def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> TsneMap:
+    """2-D t-SNE of (up to tsne_points) clean test features, cached; with the points' probe kinds where every
+    test record names one (SynthUS's do)."""
+    keep = np.sort(np.random.default_rng(0).permutation(len(task.splits["test"]))[: cfg.tsne_points])
 
     def compute() -> dict[str, torch.Tensor]:
         x, y = _features(cfg, cache, enc, task, pooling, "test").numpy(), task.labels("test")
-        keep = np.sort(np.random.default_rng(0).permutation(len(x))[: cfg.tsne_points])
         perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
         method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
         if len(keep) < 3:  # t-SNE needs perplexity < points: one or two test images are drawn at the origin
@@ -406,7 +405,8 @@ def _tsne(
         },
         compute,
     )
-    return out["xy"].numpy(), out["y"].numpy()
+    probe = task.probe_kinds("test")
+    return TsneMap(out["xy"].numpy(), out["y"].numpy(), None if probe is None else probe[keep])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -47,6 +47,15 @@ class Task:
     def labels(self, split: str) -> np.ndarray:
         return np.array([r.label for r in self.splits[split]], dtype=np.int64)
 
+    def probe_kinds(self, split: str) -> np.ndarray | None:
+        """Each record's probe kind as an index into the sorted kinds, where every record names one and they
+        differ (SynthUS's records do); else None."""
+        kinds = [r.meta.get("probe") for r in self.splits[split]]
+        names = sorted({str(k) for k in kinds})
+        if None in kinds or len(names) < 2:
+            return None
+        return np.array([names.index(str(k)) for k in kinds], dtype=np.int64)
+
     def sizes(self) -> dict[str, int]:
         return {s: len(r) for s, r in self.splits.items()}
 
