@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import json
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -403,16 +404,16 @@ def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: li
             ax.scatter(m.xy[:, 0], m.xy[:, 1], c=m.y, cmap="tab10", s=6, vmin=0, vmax=9)
             lines = [_agreement_line(f"{MAP_NEIGHBOURS}-NN label agreement", m.xy, m.y)]
             lines += [] if m.probe is None else [_agreement_line("probe kind", m.xy, m.probe)]
-            ax.text(0.02, 0.02, "\n".join(lines), transform=ax.transAxes, fontsize=5.5)
+            ax.set_xlabel("\n".join(lines), fontsize=5.5)  # under the map, clear of its points
             ax.set(xticks=[], yticks=[])
             ax.set_title(enc, fontsize=8) if i == 0 else None
             ax.set_ylabel(task, fontsize=8) if j == 0 else None
-    fig.suptitle(
-        "t-SNE of clean test features, coloured by label; in each map, the share of points whose "
+    title = (
+        "t-SNE of clean test features, coloured by label; under each map, the share of points whose "
         f"{MAP_NEIGHBOURS} nearest neighbours mostly carry their label (and, where the records name it, their "
-        "probe kind)",
-        fontsize=9,
+        "probe kind)"
     )
+    fig.suptitle(textwrap.fill(title, 24 * len(encs)), fontsize=9)  # about 24 characters an inch and a half
     fig.tight_layout()
     return fig
 
