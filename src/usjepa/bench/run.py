@@ -380,6 +380,16 @@ def _knn_rows(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, po
     ]
 
 
+def tsne_2d(x: np.ndarray) -> np.ndarray:
+    """The report's 2-D t-SNE of features [N, D] (seeded); one or two points are drawn at the origin."""
+    if len(x) < 3:  # t-SNE needs perplexity < points
+        return np.zeros((len(x), 2), np.float32)
+    perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+    method = "exact" if len(x) <= 1000 else "barnes_hut"  # exact is faster on small sets
+    tsne = TSNE(2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS, random_state=0)
+    return tsne.fit_transform(x).astype(np.float32)
+
+
 def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, pooling: str) -> TsneMap:
     """2-D t-SNE of (up to tsne_points) clean test features, cached; with the points' probe kinds where every
     test record names one (SynthUS's do)."""
@@ -387,14 +397,7 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, poolin
 
     def compute() -> dict[str, torch.Tensor]:
         x, y = _features(cfg, cache, enc, task, pooling, "test").numpy(), task.labels("test")
-        perplexity = float(min(30, max(2, (len(keep) - 1) // 3)))
-        method = "exact" if len(keep) <= 1000 else "barnes_hut"  # exact is faster on small sets
-        if len(keep) < 3:  # t-SNE needs perplexity < points: one or two test images are drawn at the origin
-            return {"xy": torch.zeros(len(keep), 2), "y": torch.from_numpy(y[keep])}
-        xy = TSNE(
-            2, perplexity=perplexity, init="pca", method=method, max_iter=TSNE_ITERS, random_state=0
-        ).fit_transform(x[keep])
-        return {"xy": torch.from_numpy(xy.astype(np.float32)), "y": torch.from_numpy(y[keep])}
+        return {"xy": torch.from_numpy(tsne_2d(x[keep])), "y": torch.from_numpy(y[keep])}
 
     out = cache.tensors(
         {

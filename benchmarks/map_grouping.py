@@ -1,0 +1,78 @@
+"""Does an encoder's t-SNE group SynthUS images by label, or by probe kind? (issue 16, acceptance 3)
+
+Per task, on the train split of a seed's SynthUS (design work: it never reads the test split), it prints the
+share of points whose 10 nearest neighbours in the report's t-SNE mostly carry their label, and their probe kind,
+beside the commonest share (what a map blind to that variable scores): for the encoder's pooled features, for the
+mean-pooled map of each of its stages (--stages), and for a t-SNE of each probe kind's images alone.
+
+    python benchmarks/map_grouping.py --seed 7                       # EfficientNet-Lite0, as the demo runs it
+    python benchmarks/map_grouping.py --seed 7 --encoder random:runs/demo/salt/export --no-stages
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from usjepa import encoders
+from usjepa.bench.features import loader
+from usjepa.bench.report import MAP_NEIGHBOURS, label_agreement
+from usjepa.bench.run import tsne_2d
+from usjepa.bench.tasks import Task, load_task
+from usjepa.synthus import write_suite
+
+
+@torch.no_grad()
+def features(enc: encoders.FrozenEncoder, task: Task, size: int, stages: bool) -> dict[str, np.ndarray]:
+    """'pooled' (the encoder's own pooling) and, with stages, 'stage K' (stage K's map, mean-pooled)."""
+    out: dict[str, list[torch.Tensor]] = {}
+    for x, _ in loader(task.splits["train"], size, 64):
+        x = enc.normalise(x)
+        out.setdefault("pooled", []).append(enc.features(x))
+        for k in range(len(enc.model.feature_info)) if stages else ():
+            out.setdefault(f"stage {k}", []).append(enc.patch_map(x, k).mean((2, 3)))
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
+
+
+def agreement(xy: np.ndarray, y: np.ndarray) -> str:
+    return f"{100 * label_agreement(xy, y):3.0f} % (commonest {100 * np.bincount(y).max() / len(y):.0f} %)"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=7, help="simulation seed (a dev seed: this reads no test split)")
+    ap.add_argument("--size", type=int, default=64, help="image size (the demo's SynthUS is 64 px)")
+    ap.add_argument("--n", type=int, default=600, help="images per task")
+    ap.add_argument("--tasks", default="lesion,organ,texture")
+    ap.add_argument("--encoder", default="effnet-lite0:112", help="any zoo spec (`usjepa bench --help`)")
+    ap.add_argument("--no-stages", action="store_true", help="pooled features only (ViTs: stages are timm CNNs')")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    enc = encoders.load(args.encoder)
+    stages = not args.no_stages and hasattr(enc.model, "feature_info")
+    names = [f"synthus_{t}" for t in args.tasks.split(",")]
+    print(f"{args.encoder}, SynthUS seed {args.seed}, {args.size} px, {MAP_NEIGHBOURS}-NN agreement in the t-SNE")
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = write_suite(
+            Path(tmp), img_size=args.size, n_per_task=args.n, corpus_size=0, seed=args.seed, tasks=names
+        )
+        for name, folder in folders.items():
+            task = load_task(str(folder))
+            y, probe = task.labels("train"), task.probe_kinds("train")
+            feats = features(enc, task, enc.img_size, stages)
+            for what, x in feats.items():
+                xy = tsne_2d(x)
+                print(f"{name:16s} {what:8s} label {agreement(xy, y)}  probe kind {agreement(xy, probe)}")
+            within = []
+            for k, kind in enumerate(sorted({r.meta["probe"] for r in task.splits["train"]})):
+                one = probe == k
+                within.append(f"{kind} {agreement(tsne_2d(feats['pooled'][one]), y[one]).strip()}, n {one.sum()}")
+            print(f"{name:16s} label within one probe kind's map: " + "; ".join(within), flush=True)
+
+
+if __name__ == "__main__":
+    main()
