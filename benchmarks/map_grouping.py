@@ -22,7 +22,7 @@ from usjepa import encoders
 from usjepa.bench.features import loader
 from usjepa.bench.report import MAP_NEIGHBOURS, label_agreement
 from usjepa.bench.run import tsne_2d
-from usjepa.bench.tasks import Task, load_task
+from usjepa.bench.tasks import ALLOW_FLAG, Task, load_task
 from usjepa.synthus import write_suite
 
 
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=600, help="images per task")
     ap.add_argument("--tasks", default="lesion,organ,texture")
     ap.add_argument("--encoder", default="effnet-lite0:112", help="any zoo spec (`usjepa bench --help`)")
+    ap.add_argument(ALLOW_FLAG, action="store_true", help="score tasks whose small splits lack a class (smoke runs)")
     ap.add_argument("--no-stages", action="store_true", help="pooled features only (ViTs: stages are timm CNNs')")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -61,7 +62,7 @@ def main() -> None:
             Path(tmp), img_size=args.size, n_per_task=args.n, corpus_size=0, seed=args.seed, tasks=names
         )
         for name, folder in folders.items():
-            task = load_task(str(folder))
+            task = load_task(str(folder), allow_incomplete=args.allow_incomplete_tasks)
             y, probe = task.labels("train"), task.probe_kinds("train")
             feats = features(enc, task, enc.img_size, stages)
             for what, x in feats.items():

@@ -83,3 +83,23 @@ def test_task_difficulty_prints_every_column_for_every_task_and_size():
         values = [float(c.split()[0]) for c in cells.split(" | ")]
         assert len(values) == 7 and all(0 <= v <= 100 for v in values)
         assert values[0] == (50.0 if task == "synthus_fatty" else 33.3)  # chance: balanced test splits
+
+
+def test_map_grouping_prints_label_and_probe_kind_agreement_for_every_stage_and_probe_kind():
+    out = _run(
+        "map_grouping.py",
+        "--n",
+        "60",
+        "--size",
+        "32",
+        "--tasks",
+        "lesion",
+        "--encoder",
+        "effnet-lite0:32",
+        "--allow-incomplete-tasks",
+    )
+    rows = re.findall(r"^synthus_lesion +(pooled|stage \d) +label +(\d+) % .+probe kind +(\d+) %", out, re.M)
+    assert [r[0] for r in rows] == ["pooled"] + [f"stage {k}" for k in range(5)]  # Lite0's five feature stages
+    assert all(0 <= int(v) <= 100 for r in rows for v in r[1:])
+    within = re.search(r"^synthus_lesion +label within one probe kind's map: (.+)$", out, re.M).group(1)
+    assert [part.split()[0] for part in within.split("; ")] == ["convex", "linear", "phased"]
