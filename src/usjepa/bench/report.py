@@ -23,15 +23,6 @@ from sklearn.neighbors import NearestNeighbors  # noqa: E402
 MAP_NEIGHBOURS = 10  # the t-SNE panels' label agreement: neighbours asked per point
 
 
-class TsneMap(NamedTuple):
-    """One encoder's t-SNE of one task's test features: points, their labels and, where the records name it,
-    their probe kind (an index), to show whether the map groups by the label or by the acquisition."""
-
-    xy: np.ndarray
-    y: np.ndarray
-    probe: np.ndarray | None = None
-
-
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
     "encoder",
@@ -58,6 +49,15 @@ CSV_FIELDS = (
 )
 ALPHA = 0.05  # paired tests: Holm-adjusted p below this is "significantly better"
 TIED = "≈"  # beside a cell indistinguishable from its column's bold best
+
+
+class TsneMap(NamedTuple):
+    """One encoder's t-SNE of one task's test features: points, their labels and, where the records name it,
+    their probe kind (an index), to show whether the map groups by the label or by the acquisition."""
+
+    xy: np.ndarray
+    y: np.ndarray
+    probe: np.ndarray | None = None
 
 
 @dataclass
@@ -413,7 +413,7 @@ def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: li
         f"{MAP_NEIGHBOURS} nearest neighbours mostly carry their label (and, where the records name it, their "
         "probe kind)"
     )
-    fig.suptitle(textwrap.fill(title, 24 * len(encs)), fontsize=9)  # about 24 characters an inch and a half
+    fig.suptitle(textwrap.fill(title, 24 * len(encs)), fontsize=9)  # a 2.6-inch panel holds about 24 characters
     fig.tight_layout()
     return fig
 
