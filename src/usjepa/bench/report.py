@@ -21,8 +21,6 @@ import numpy as np  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 MAP_NEIGHBOURS = 10  # the t-SNE panels' label agreement: neighbours asked per point
-
-
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
     "encoder",
