@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -103,3 +105,34 @@ def test_map_grouping_prints_label_and_probe_kind_agreement_for_every_stage_and_
     assert all(0 <= int(v) <= 100 for r in rows for v in r[1:])
     within = re.search(r"^synthus_lesion +label within one probe kind's map: (.+)$", out, re.M).group(1)
     assert [part.split()[0] for part in within.split("; ")] == ["convex", "linear", "phased"]
+
+
+def test_map_grouping_crops_each_image_to_the_largest_rectangle_inside_its_scan_region():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("map_grouping", BENCHMARKS / "map_grouping.py")
+    mg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mg)
+
+    def largest_area(m: np.ndarray) -> int:  # every rectangle, by brute force
+        h, w = m.shape
+        return max(
+            ((b - t) * (r - c) for t in range(h) for b in range(t + 1, h + 1) for c in range(w)
+             for r in range(c + 1, w + 1) if m[t:b, c:r].all()),
+            default=0,
+        )  # fmt: skip
+
+    fan = np.abs(np.arange(9) - 4)[None, :] <= np.arange(8)[:, None] * 0.7  # a sector: widens with depth
+    assert mg.inscribed_rectangle(fan) == (slice(3, 8), slice(2, 7))  # 5 x 5 beats 2 x 9 rows and 8 x 1
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        m = rng.random((6, 7)) < 0.75
+        rows, cols = mg.inscribed_rectangle(m)
+        assert m[rows, cols].all() and m[rows, cols].size == largest_area(m)
+    assert mg.inscribed_rectangle(np.zeros((3, 3), bool)) == (slice(0, 0), slice(0, 0))
+    out = _run(
+        "map_grouping.py", "--n", "60", "--size", "32", "--tasks", "lesion", "--encoder", "effnet-lite0:32",
+        "--allow-incomplete-tasks", "--no-stages", "--crop", "inscribed",
+    )  # fmt: skip
+    assert "inscribed scan-region rectangle" in out
+    assert re.search(r"^synthus_lesion +pooled +label +\d+ % .+probe kind +\d+ %", out, re.M)
