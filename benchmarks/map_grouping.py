@@ -108,7 +108,10 @@ def main() -> None:
             feats = features(enc, task, enc.img_size, stages, args.crop)
             for what, x in feats.items():
                 xy = tsne_2d(x)
-                print(f"{name:16s} {what:8s} label {agreement(xy, y)}  probe kind {agreement(xy, probe)}")
+                kinds = "one probe kind only" if probe is None else f"probe kind {agreement(xy, probe)}"
+                print(f"{name:16s} {what:8s} label {agreement(xy, y)}  {kinds}")
+            if probe is None:
+                continue
             within = []
             for k, kind in enumerate(sorted({r.meta["probe"] for r in task.splits["train"]})):
                 one = probe == k

@@ -1,8 +1,11 @@
 """The benchmark scripts that a GPU session runs unattended: a CPU smoke run of each, so they cannot rot."""
 
+import importlib.util
 import re
 import subprocess
 import sys
+import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -107,12 +110,15 @@ def test_map_grouping_prints_label_and_probe_kind_agreement_for_every_stage_and_
     assert [part.split()[0] for part in within.split("; ")] == ["convex", "linear", "phased"]
 
 
-def test_map_grouping_crops_each_image_to_the_largest_rectangle_inside_its_scan_region():
-    import importlib.util
+def _module(script: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(Path(script).stem, BENCHMARKS / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    spec = importlib.util.spec_from_file_location("map_grouping", BENCHMARKS / "map_grouping.py")
-    mg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mg)
+
+def test_map_grouping_crops_each_image_to_the_largest_rectangle_inside_its_scan_region():
+    mg = _module("map_grouping.py")
 
     def largest_area(m: np.ndarray) -> int:  # every rectangle, by brute force
         h, w = m.shape
@@ -136,3 +142,16 @@ def test_map_grouping_crops_each_image_to_the_largest_rectangle_inside_its_scan_
     )  # fmt: skip
     assert "inscribed scan-region rectangle" in out
     assert re.search(r"^synthus_lesion +pooled +label +\d+ % .+probe kind +\d+ %", out, re.M)
+
+
+def test_map_grouping_says_so_when_every_image_of_a_task_comes_from_one_probe_kind(monkeypatch, capsys):
+    from usjepa.synthus import tasks
+
+    drawn = tasks.draw_nuisance
+    monkeypatch.setattr(tasks, "draw_nuisance", lambda ir, task: replace(drawn(ir, task), probe="linear"))
+    args = "--n 60 --size 32 --tasks lesion --encoder effnet-lite0:32 --allow-incomplete-tasks --no-stages"
+    monkeypatch.setattr(sys, "argv", ["map_grouping.py", *args.split()])
+    _module("map_grouping.py").main()  # was: TypeError in label_agreement (no probe kinds to compare)
+    out = capsys.readouterr().out
+    assert re.search(r"^synthus_lesion +pooled +label +\d+ % .+one probe kind only$", out, re.M)
+    assert "within one probe kind" not in out
