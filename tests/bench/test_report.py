@@ -79,3 +79,21 @@ def test_the_tsne_figure_says_when_a_map_groups_by_probe_kind_instead():
     label_line, probe_line = fig.axes[0].get_xlabel().split("\n")
     assert probe_line == "probe kind 100 % (commonest 25 %)"
     assert int(label_line.split()[3]) <= 50, label_line  # each island holds both labels alike
+
+
+def test_the_tsne_figure_marks_each_probe_kind_and_names_them_in_a_legend():
+    y, probe = np.tile([0, 1], 15), np.repeat([0, 1, 2], 10)
+    xy = np.random.default_rng(0).normal(size=(30, 2))
+    kinds = ("convex", "linear", "phased")
+    fig = tsne_figure({("enc", "task"): TsneMap(xy, y, probe, kinds)}, ["enc"], ["task"])
+    points = fig.axes[0].collections
+    assert [len(c.get_offsets()) for c in points] == [10, 10, 10]  # one scatter per probe kind
+    assert len({c.get_paths()[0].vertices.tobytes() for c in points}) == 3  # with three different markers
+    assert [c.get_array().tolist() for c in points] == [y[probe == k].tolist() for k in range(3)]  # colour: label
+    (legend,) = fig.legends
+    assert legend.get_title().get_text() == "probe kind"
+    assert [t.get_text() for t in legend.get_texts()] == list(kinds)
+    plt.close(fig)
+    plain = tsne_figure({("enc", "task"): TsneMap(xy, y)}, ["enc"], ["task"])
+    assert len(plain.axes[0].collections) == 1 and not plain.legends  # no probe kinds: one scatter, no legend
+    plt.close(plain)

@@ -103,6 +103,7 @@ def test_probe_kinds_where_every_record_names_one(tmp_path):
     kinds = task.probe_kinds("test")
     named = [r.meta["probe"] for r in task.splits["test"]]
     assert kinds.tolist() == [["linear", "phased"].index(k) for k in named] and set(named) == {"linear", "phased"}
+    assert task.probe_kind_names("test") == ("linear", "phased")  # what the indices point into
     assert load_task(str(write_task(tmp_path / "unnamed"))).probe_kinds("test") is None
     assert load_task(str(write_task(tmp_path / "one", probes=("convex",)))).probe_kinds("test") is None
     entries = json.loads((tmp_path / "named" / "test.json").read_text())

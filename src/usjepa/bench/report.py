@@ -18,9 +18,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from sklearn.neighbors import NearestNeighbors  # noqa: E402
 
 MAP_NEIGHBOURS = 10  # the t-SNE panels' label agreement: neighbours asked per point
+PROBE_MARKERS = "o^sDvP"  # the t-SNE panels' marker per probe kind
 NEAR_CHANCE = 5.0  # points of macro-F1 above chance below which a relative change is flagged
 CSV_FIELDS = (
     "encoder",
@@ -56,6 +58,7 @@ class TsneMap(NamedTuple):
     xy: np.ndarray
     y: np.ndarray
     probe: np.ndarray | None = None
+    kinds: tuple[str, ...] = ()  # the probe kinds' names, by index
 
 
 @dataclass
@@ -396,10 +399,17 @@ def label_agreement(xy: np.ndarray, y: np.ndarray, k: int = MAP_NEIGHBOURS) -> f
 
 def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: list[str]) -> plt.Figure:
     fig, axes = plt.subplots(len(tasks), len(encs), figsize=(2.6 * len(encs), 2.6 * len(tasks)), squeeze=False)
+    kinds: dict[str, str] = {}  # probe kind -> its marker, for the legend
     for i, task in enumerate(tasks):
         for j, enc in enumerate(encs):
             ax, m = axes[i][j], maps[(enc, task)]
-            ax.scatter(m.xy[:, 0], m.xy[:, 1], c=m.y, cmap="tab10", s=6, vmin=0, vmax=9)
+            probe = np.zeros(len(m.y), np.int64) if m.probe is None else m.probe
+            for k in np.unique(probe):  # colour: the label; marker: the probe kind, where the records name it
+                one = probe == k
+                marker = "o" if m.probe is None else PROBE_MARKERS[k % len(PROBE_MARKERS)]
+                ax.scatter(m.xy[one, 0], m.xy[one, 1], c=m.y[one], cmap="tab10", s=6, vmin=0, vmax=9, marker=marker)
+                if m.probe is not None and k < len(m.kinds):
+                    kinds[m.kinds[k]] = marker
             lines = [_agreement_line(f"{MAP_NEIGHBOURS}-NN label agreement", m.xy, m.y)]
             lines += [] if m.probe is None else [_agreement_line("probe kind", m.xy, m.probe)]
             ax.set_xlabel("\n".join(lines), fontsize=5.5)  # under the map, clear of its points
@@ -412,7 +422,10 @@ def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: li
         "probe kind)"
     )
     fig.suptitle(textwrap.fill(title, 24 * len(encs)), fontsize=9)  # a 2.6-inch panel holds about 24 characters
-    fig.tight_layout()
+    if kinds:
+        handles = [Line2D([], [], marker=mk, color="grey", linestyle="", label=k) for k, mk in sorted(kinds.items())]
+        fig.legend(handles=handles, title="probe kind", loc="lower center", ncol=len(handles), fontsize=7)
+    fig.tight_layout(rect=(0, 0.06 if kinds else 0, 1, 1))
     return fig
 
 

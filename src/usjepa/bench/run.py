@@ -409,7 +409,9 @@ def _tsne(cfg: BenchConfig, cache: Cache, enc: FrozenEncoder, task: Task, poolin
         compute,
     )
     probe = task.probe_kinds("test")
-    return TsneMap(out["xy"].numpy(), out["y"].numpy(), None if probe is None else probe[keep])
+    if probe is None:
+        return TsneMap(out["xy"].numpy(), out["y"].numpy())
+    return TsneMap(out["xy"].numpy(), out["y"].numpy(), probe[keep], task.probe_kind_names("test"))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

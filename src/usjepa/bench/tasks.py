@@ -51,10 +51,14 @@ class Task:
         """Each record's probe kind as an index into the sorted kinds, where every record names one and they
         differ (SynthUS's records do); else None."""
         kinds = [r.meta.get("probe") for r in self.splits[split]]
-        names = sorted({str(k) for k in kinds})
+        names = self.probe_kind_names(split)
         if None in kinds or len(names) < 2:
             return None
         return np.array([names.index(str(k)) for k in kinds], dtype=np.int64)
+
+    def probe_kind_names(self, split: str) -> tuple[str, ...]:
+        """The probe kinds that a split's records name, sorted: what probe_kinds' indices point into."""
+        return tuple(sorted({str(r.meta["probe"]) for r in self.splits[split] if r.meta.get("probe") is not None}))
 
     def sizes(self) -> dict[str, int]:
         return {s: len(r) for s, r in self.splits.items()}
