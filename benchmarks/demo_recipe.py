@@ -13,6 +13,8 @@ model.patch_size 48/6 or 64/8, model.depth):
         data.sources=[runs/recipe/synthus/synthus_corpus] data.steps_per_epoch=100 optim.epochs=6; done
     python benchmarks/demo_recipe.py --tasks runs/recipe/synthus --encoders usjepa:runs/recipe/salt/export,\
 usjepa:runs/recipe/ijepa/export,usjepa:runs/recipe/mae/export,random:runs/recipe/salt/export,effnet-lite0:112
+
+`--poolings all` scores every pooling an encoder offers (the bench's grid chooses among them on validation).
 """
 
 from __future__ import annotations
@@ -27,18 +29,17 @@ import torch
 from usjepa.bench.features import effective_rank, extract
 from usjepa.bench.probe import Head, fit, scores
 from usjepa.bench.tasks import load_task, val_split
-from usjepa.encoders import registry
+from usjepa.encoders import FrozenEncoder, registry
 from usjepa.synthus import TASKS
 
 
-def val_scores(spec: str, root: Path, seeds: int = 5) -> dict:
-    enc = registry.load(spec)
+def val_scores(enc: FrozenEncoder, root: Path, pooling: str, seeds: int = 5) -> dict:
     out = {}
     for name in TASKS:
         task = load_task(str(root / name))
         train, early = val_split(task.splits["train"], 0.1, 1)
         feats = {
-            k: extract(enc, recs, enc.pooling)
+            k: extract(enc, recs, pooling)
             for k, recs in (("train", train), ("early", early), ("val", task.splits["val"]))
         }
         ys = {
@@ -54,7 +55,7 @@ def val_scores(spec: str, root: Path, seeds: int = 5) -> dict:
             [Head(seed) for seed in range(seeds)],
         )
         clean = [s["macro_f1"] for s in scores(ys["val"].numpy(), probes.proba(feats["val"]).numpy(), task.n_classes)]
-        noisy = extract(enc, task.splits["val"], enc.pooling, ("speckle", 3))
+        noisy = extract(enc, task.splits["val"], pooling, ("speckle", 3))
         speck = [s["macro_f1"] for s in scores(ys["val"].numpy(), probes.proba(noisy).numpy(), task.n_classes)]
         out[name] = {
             "f1": 100 * float(np.mean(clean)),
@@ -70,14 +71,22 @@ def main() -> None:
     p.add_argument("--tasks", required=True, help="a SynthUS suite folder (holding synthus_lesion/ ...)")
     p.add_argument("--encoders", required=True, help="comma-separated encoder specs")
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument(
+        "--poolings", choices=("default", "all"), default="default", help="all: a line per pooling the encoder offers"
+    )
     args = p.parse_args()
     torch.set_num_threads(1)
     for spec in args.encoders.split(","):
-        r = val_scores(spec, Path(args.tasks), args.seeds)
-        per_task = " ".join(f"{t.removeprefix('synthus_')} {r[t]['f1']:.1f}" for t in TASKS)
-        m = r["mean"]
-        print(f"{spec}: val mean {m['f1']:.1f} ({per_task}); speckle3 {m['speckle3']:.1f}; rank {m['rank']:.1f}")
-        print(json.dumps({"spec": spec, **r}))
+        enc = registry.load(spec)
+        for pooling in enc.poolings if args.poolings == "all" else (enc.pooling,):
+            r = val_scores(enc, Path(args.tasks), pooling, args.seeds)
+            per_task = " ".join(f"{t.removeprefix('synthus_')} {r[t]['f1']:.1f}" for t in TASKS)
+            m = r["mean"]
+            print(
+                f"{spec} ({pooling}): val mean {m['f1']:.1f} ({per_task}); speckle3 {m['speckle3']:.1f}; "
+                f"rank {m['rank']:.1f}"
+            )
+            print(json.dumps({"spec": spec, "pooling": pooling, **r}))
 
 
 if __name__ == "__main__":

@@ -155,3 +155,19 @@ def test_map_grouping_says_so_when_every_image_of_a_task_comes_from_one_probe_ki
     out = capsys.readouterr().out
     assert re.search(r"^synthus_lesion +pooled +label +\d+ % .+one probe kind only$", out, re.M)
     assert "within one probe kind" not in out
+
+
+def test_demo_recipe_scores_every_pooling_an_encoder_offers_on_validation(tmp_path):
+    from usjepa import encoders
+    from usjepa.synthus import write_suite
+
+    write_suite(tmp_path / "suite", img_size=32, n_per_task=200, corpus_size=0, seed=3)
+    vit = _module("task_difficulty.py").random_vit_dir(tmp_path, 32)
+    poolings = encoders.load(f"random:{vit}").poolings
+    assert len(poolings) > 1
+    args = ("--tasks", str(tmp_path / "suite"), "--encoders", f"random:{vit}", "--seeds", "1", "--poolings", "all")
+    lines = re.findall(
+        r"^random:\S+ \((\S+)\): val mean ([\d.]+) \(lesion [\d.]+ organ", _run("demo_recipe.py", *args), re.M
+    )
+    assert [pooling for pooling, _ in lines] == list(poolings)
+    assert all(0 <= float(f1) <= 100 for _, f1 in lines)
