@@ -113,7 +113,7 @@ def main() -> None:
             if probe is None:
                 continue
             within = []
-            for k, kind in enumerate(sorted({r.meta["probe"] for r in task.splits["train"]})):
+            for k, kind in enumerate(task.probe_kind_names("train")):
                 one = probe == k
                 within.append(f"{kind} {agreement(tsne_2d(feats['pooled'][one]), y[one]).strip()}, n {one.sum()}")
             print(f"{name:16s} label within one probe kind's map: " + "; ".join(within), flush=True)

@@ -406,9 +406,9 @@ def tsne_figure(maps: dict[tuple[str, str], TsneMap], encs: list[str], tasks: li
             probe = np.zeros(len(m.y), np.int64) if m.probe is None else m.probe
             for k in np.unique(probe):  # colour: the label; marker: the probe kind, where the records name it
                 one = probe == k
-                marker = "o" if m.probe is None else PROBE_MARKERS[k % len(PROBE_MARKERS)]
+                marker = PROBE_MARKERS[k % len(PROBE_MARKERS)]  # "o" for a map without probe kinds
                 ax.scatter(m.xy[one, 0], m.xy[one, 1], c=m.y[one], cmap="tab10", s=6, vmin=0, vmax=9, marker=marker)
-                if m.probe is not None and k < len(m.kinds):
+                if k < len(m.kinds):
                     kinds[m.kinds[k]] = marker
             lines = [_agreement_line(f"{MAP_NEIGHBOURS}-NN label agreement", m.xy, m.y)]
             lines += [] if m.probe is None else [_agreement_line("probe kind", m.xy, m.probe)]
